@@ -1,0 +1,375 @@
+"""Every message on the wire, as frozen msgspec Structs.
+
+Three families, each a tagged union (the ``type`` field names the Struct):
+
+* ``Command``  — work for one stage worker, on ``exec.cmd.<stage>.<cid>``.
+* ``Fact``     — something that happened, on ``exec.evt.<cid>`` (the fact log; coordinator input).
+* ``EscapeRequest`` — the escape lane, ``exec.escape.<cid>`` / ``exec.escape.all``.
+
+Venue protocol messages live in :mod:`schemas.venue`. Prices, quantities and money are Decimal
+(strings on the wire). Every message carries ``v`` = :data:`SCHEMA_VERSION`; decoders refuse others.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+from schemas.enums import (
+    AlertCode,
+    ErrorClass,
+    ExecutionMode,
+    ExecutionState,
+    OrderState,
+    OrderType,
+    ReasonCode,
+    SafetyState,
+    Severity,
+    Side,
+    SplitStrategy,
+    Urgency,
+)
+
+SCHEMA_VERSION = 1
+
+
+class Intent(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated order intent (see :func:`core.intake.parse_intent` for the edge validation)."""
+
+    symbol: str
+    side: Side
+    qty: Decimal
+    order_type: OrderType
+    strategy_id: str
+    urgency: Urgency = Urgency.NORMAL
+    price: Decimal | None = None
+    split: SplitStrategy = SplitStrategy.AUTO
+    horizon_s: int | None = None
+    client_key: str | None = None
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """An ExecutionAlert of seed 000: a coded event with severity, stage and message."""
+
+    code: AlertCode
+    severity: Severity
+    stage: str
+    message: str
+    ts: float = 0.0
+
+
+class ChildOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """One planned piece of an execution, before it reaches the venue."""
+
+    client_order_id: str
+    index: int
+    symbol: str
+    side: Side
+    qty: Decimal
+    order_type: OrderType
+    price: Decimal | None = None
+    scheduled_at: float = 0.0  # epoch seconds; 0 = immediately
+    generation: int = 0  # amend generation (cancel/replace mints a new client order id)
+
+
+# --------------------------------------------------------------------------------------------
+# Commands: exec.cmd.<stage>.<cid>
+# --------------------------------------------------------------------------------------------
+
+
+class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    cid: str
+    step: int  # the execution version that issued the command; stale results are ignored
+    v: int = SCHEMA_VERSION
+    issued_at: float = 0.0
+
+
+class PrecheckCommand(_Command, tag="PrecheckCommand"):
+    intent: Intent
+    mode: ExecutionMode
+    reference_price: Decimal | None = None
+
+
+class SplitCommand(_Command, tag="SplitCommand"):
+    intent: Intent
+    qty: Decimal  # after any GR061 reduction at precheck
+    idempotency_key: str
+
+
+class SendCommand(_Command, tag="SendCommand"):
+    child: ChildOrder
+    mode: ExecutionMode = ExecutionMode.PAPER
+
+
+class AdjustCommand(_Command, tag="AdjustCommand"):
+    symbol: str
+    side: Side
+    arrival_price: Decimal | None
+    round: int
+    children: tuple[ChildOrder, ...]  # live children to re-price, at their current price
+    mode: ExecutionMode = ExecutionMode.PAPER
+
+
+Command = PrecheckCommand | SplitCommand | SendCommand | AdjustCommand
+
+
+# --------------------------------------------------------------------------------------------
+# Facts: exec.evt.<cid>
+# --------------------------------------------------------------------------------------------
+
+
+class _Fact(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    cid: str
+    v: int = SCHEMA_VERSION
+    ts: float = 0.0
+
+
+class ExecutionCreated(_Fact, tag="ExecutionCreated"):
+    idempotency_key: str
+    intent: Intent
+    mode: ExecutionMode
+    arrival_price: Decimal | None = None  # venue mid when the intent was accepted (TCA)
+
+
+class IntentRejected(_Fact, tag="IntentRejected"):
+    """An intent that failed contract validation: recorded as a FAILED execution, never dropped."""
+
+    idempotency_key: str
+    reason_code: ReasonCode
+    detail: str
+    raw: str = ""  # the offending input, truncated
+    alerts: tuple[Alert, ...] = ()
+
+
+class PrecheckDone(_Fact, tag="PrecheckDone"):
+    step: int
+    passed: bool
+    reason_code: ReasonCode | None = None
+    detail: str = ""
+    qty: Decimal | None = None  # quantity to split (reduced by GR061)
+    alerts: tuple[Alert, ...] = ()
+
+
+class SplitDone(_Fact, tag="SplitDone"):
+    step: int
+    strategy: SplitStrategy
+    children: tuple[ChildOrder, ...]
+    alerts: tuple[Alert, ...] = ()
+    reason_code: ReasonCode | None = None
+    detail: str = ""
+
+
+class ChildAccepted(_Fact, tag="ChildAccepted"):
+    """The venue acknowledged a child (OrderAck accepted)."""
+
+    client_order_id: str
+    venue_order_id: str
+    attempts: int = 1
+
+
+class ChildRejected(_Fact, tag="ChildRejected"):
+    """The venue refused a child, or every send attempt failed."""
+
+    client_order_id: str
+    reason_code: ReasonCode
+    error_class: ErrorClass
+    detail: str = ""
+    attempts: int = 1
+
+
+class ChildFill(_Fact, tag="ChildFill"):
+    """One fill of one child, normalised by the monitor from a venue execution report."""
+
+    client_order_id: str
+    trade_id: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal = Decimal(0)
+    liquidity: str = "TAKER"
+
+
+class ChildClosed(_Fact, tag="ChildClosed"):
+    """The venue closed a child without (further) fills: CancelAck, expiry or venue-side reject."""
+
+    client_order_id: str
+    state: OrderState  # CANCELLED | EXPIRED | REJECTED
+    reason: str = ""
+
+
+class ChildReplaced(_Fact, tag="ChildReplaced"):
+    """A ModifyAck: the child now rests at a new price (and maybe under a new client order id)."""
+
+    client_order_id: str
+    new_client_order_id: str
+    new_price: Decimal | None
+    generation: int
+
+
+class AdjustDone(_Fact, tag="AdjustDone"):
+    step: int
+    round: int
+    action: str  # PRICE_IMPROVE | WAIT | ESCAPE
+    replaced: tuple[ChildReplaced, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    reason_code: ReasonCode | None = None
+
+
+class TimerFired(_Fact, tag="TimerFired"):
+    """A coordinator deadline or schedule came due. ``step`` is the version it was armed for."""
+
+    step: int
+    kind: str  # STAGE_TIMEOUT | CHILD_DUE | NO_FILL_CHECK
+    client_order_id: str | None = None
+
+
+class EscapeStarted(_Fact, tag="EscapeStarted"):
+    reason: str
+    fence: str  # the HALT key set: the cid or ALL
+
+
+class EscapeDone(_Fact, tag="EscapeDone"):
+    reason: str
+    cancelled: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    flatten_client_order_id: str | None = None
+    alerts: tuple[Alert, ...] = ()
+
+
+class StageFailed(_Fact, tag="StageFailed"):
+    """A command was dead-lettered (poison or out of deliveries); the execution must not hang."""
+
+    stage: str
+    reason_code: ReasonCode
+    detail: str = ""
+
+
+Fact = (
+    ExecutionCreated
+    | IntentRejected
+    | PrecheckDone
+    | SplitDone
+    | ChildAccepted
+    | ChildRejected
+    | ChildFill
+    | ChildClosed
+    | ChildReplaced
+    | AdjustDone
+    | TimerFired
+    | EscapeStarted
+    | EscapeDone
+    | StageFailed
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Escape lane: exec.escape.<cid> | exec.escape.all
+# --------------------------------------------------------------------------------------------
+
+
+class EscapeRequest(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str
+    cid: str | None = None  # None = every live execution
+    flatten: bool = False
+    requested_at: float = 0.0
+    safety_state: SafetyState | None = None  # set for halt (LOCKDOWN)
+    v: int = SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------------------------
+# Records kept in KV (the coordinator's state) and the public result
+# --------------------------------------------------------------------------------------------
+
+
+class ChildRecord(msgspec.Struct, kw_only=True):
+    client_order_id: str
+    index: int
+    qty: Decimal
+    order_type: OrderType
+    price: Decimal | None
+    state: OrderState = OrderState.CREATED
+    filled_qty: Decimal = Decimal(0)
+    notional: Decimal = Decimal(0)  # sum(qty * price) of fills
+    fees: Decimal = Decimal(0)
+    venue_order_id: str | None = None
+    scheduled_at: float = 0.0
+    dispatched: bool = False
+    generation: int = 0
+    trade_ids: list[str] = []
+    last_fill_at: float = 0.0
+    sent_at: float = 0.0
+    acked_at: float = 0.0
+    reason_code: ReasonCode | None = None
+
+
+class OutMsg(msgspec.Struct, frozen=True):
+    """One message the coordinator must publish after a state change (the outbox)."""
+
+    subject: str
+    msg_id: str
+    data: bytes
+
+
+class Transition(msgspec.Struct, frozen=True):
+    from_state: ExecutionState
+    to_state: ExecutionState
+    ts: float
+    reason: str = ""
+
+
+class ExecutionRecord(msgspec.Struct, kw_only=True):
+    """The coordinator's state for one execution, stored in KV ``EXECUTIONS`` under its cid."""
+
+    cid: str
+    idempotency_key: str
+    state: ExecutionState
+    version: int = 0
+    intent: Intent | None = None
+    mode: ExecutionMode = ExecutionMode.PAPER
+    strategy: SplitStrategy | None = None
+    target_qty: Decimal = Decimal(0)
+    children: list[ChildRecord] = []
+    alerts: list[Alert] = []
+    reason_code: ReasonCode | None = None
+    detail: str = ""
+    arrival_price: Decimal | None = None
+    deadline_at: float = 0.0
+    adjust_round: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    first_ack_at: float = 0.0
+    first_fill_at: float = 0.0
+    completed_at: float = 0.0
+    transitions: list[Transition] = []
+    last_fact_seq: int = 0
+    outbox: list[OutMsg] = []
+
+
+class ChildResult(msgspec.Struct, frozen=True, kw_only=True):
+    client_order_id: str
+    qty: Decimal
+    state: OrderState
+    filled_qty: Decimal
+    avg_fill_price: Decimal | None = None
+    price: Decimal | None = None
+
+
+class ExecutionResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The public result contract (README). Add fields freely; never rename one."""
+
+    correlation_id: str
+    idempotency_key: str
+    state: ExecutionState
+    filled_qty: Decimal
+    avg_fill_price: Decimal | None
+    fill_rate: Decimal
+    reason_code: ReasonCode | None
+    alerts: list[AlertCode]
+    children: list[ChildResult]
+    symbol: str | None = None
+    side: Side | None = None
+    qty: Decimal | None = None
+    strategy: SplitStrategy | None = None
+    detail: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
