@@ -341,6 +341,8 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     first_fill_at: float = 0.0
     completed_at: float = 0.0
     transitions: list[Transition] = []
+    escape_reported: bool = False  # the escape worker reported its cancels (EscapeDone)
+    flatten_client_order_id: str | None = None
     last_fact_seq: int = 0
     outbox: list[OutMsg] = []
 

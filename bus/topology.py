@@ -1,0 +1,217 @@
+"""The whole topology — streams, consumers, KV buckets, subjects — declared in one place.
+
+``ensure_topology`` creates or updates everything idempotently; ``jetexec provision`` and every
+worker's start-up call it (on Kubernetes the provisioning Job runs it first, workers then only verify).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+DUPLICATE_WINDOW_S = 600.0
+
+# ---- subjects --------------------------------------------------------------------------------
+STAGES = ("precheck", "split", "send", "adjust")
+
+
+def cmd_subject(stage: str, cid: str) -> str:
+    return f"exec.cmd.{stage}.{cid}"
+
+
+def evt_subject(cid: str) -> str:
+    return f"exec.evt.{cid}"
+
+
+def escape_subject(cid: str | None) -> str:
+    return f"exec.escape.{cid or 'all'}"
+
+
+def report_subject(cid: str) -> str:
+    return f"venue.report.{cid}"
+
+
+def audit_subject(cid: str) -> str:
+    return f"exec.audit.{cid}"
+
+
+def dlq_subject(stage: str) -> str:
+    return f"exec.dlq.{stage}"
+
+
+INTAKE_SUBJECT = "exec.intake"  # request/reply, queue group "gateway"
+VENUE_API = "venue.api"  # venue.api.{new,modify,cancel,query,symbols,quote,stats}: request/reply
+
+
+def venue_api(op: str) -> str:
+    return f"{VENUE_API}.{op}"
+
+
+def subject_template(subject: str) -> str:
+    """Low-cardinality form for span names and metric labels: the cid token becomes ``{cid}``."""
+    parts = subject.split(".")
+    if parts[:2] == ["exec", "cmd"] and len(parts) == 4:
+        return f"exec.cmd.{parts[2]}.{{cid}}"
+    if parts[:2] in (["exec", "evt"], ["exec", "audit"], ["venue", "report"]) and len(parts) == 3:
+        return f"{parts[0]}.{parts[1]}.{{cid}}"
+    if parts[:2] == ["exec", "escape"] and len(parts) == 3:
+        return "exec.escape.all" if parts[2] == "all" else "exec.escape.{cid}"
+    return subject
+
+
+# ---- streams ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    retention: RetentionPolicy
+    deny_delete: bool = False
+    deny_purge: bool = False
+    max_age_s: float = 0.0
+    max_bytes: int = -1
+
+
+STREAMS: tuple[StreamSpec, ...] = (
+    # The fact log: every stage result and venue event, per execution. Coordinator + ledger read it.
+    StreamSpec("EXEC_EVT", ("exec.evt.*",), RetentionPolicy.LIMITS, deny_delete=True, max_age_s=30 * 86400),
+    # Work for stateless stage workers; one filtered consumer per stage.
+    StreamSpec("EXEC_CMD", ("exec.cmd.*.*",), RetentionPolicy.WORK_QUEUE),
+    # The escape lane: own stream, own consumer, own worker — never behind EXEC_CMD's backlog.
+    StreamSpec("EXEC_ESCAPE", ("exec.escape.*",), RetentionPolicy.WORK_QUEUE, max_bytes=64 * 1024 * 1024),
+    # Venue execution reports (fills, cancels) for the monitor.
+    StreamSpec("VENUE_RPT", ("venue.report.*",), RetentionPolicy.WORK_QUEUE),
+    # The audit log: append-only. Stream deletion itself must be withheld by account permissions.
+    StreamSpec("AUDIT", ("exec.audit.*",), RetentionPolicy.LIMITS, deny_delete=True, deny_purge=True),
+    # Dead letters with the reason in headers.
+    StreamSpec("EXEC_DLQ", ("exec.dlq.*",), RetentionPolicy.LIMITS, max_age_s=30 * 86400),
+)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    filter_subject: str
+    ack_wait_s: float = 30.0
+    max_deliver: int = 5
+    max_ack_pending: int = 2000
+
+
+CONSUMERS: dict[str, ConsumerSpec] = {
+    "coordinator": ConsumerSpec("EXEC_EVT", "coordinator", "exec.evt.*", ack_wait_s=30.0, max_deliver=20, max_ack_pending=4000),
+    "ledger": ConsumerSpec("EXEC_EVT", "ledger", "exec.evt.*", ack_wait_s=30.0, max_deliver=20, max_ack_pending=4000),
+    "precheck": ConsumerSpec("EXEC_CMD", "precheck", "exec.cmd.precheck.*"),
+    "split": ConsumerSpec("EXEC_CMD", "split", "exec.cmd.split.*"),
+    "send": ConsumerSpec("EXEC_CMD", "send", "exec.cmd.send.*", ack_wait_s=30.0, max_deliver=5),
+    "adjust": ConsumerSpec("EXEC_CMD", "adjust", "exec.cmd.adjust.*"),
+    "monitor": ConsumerSpec("VENUE_RPT", "monitor", "venue.report.*"),
+    "escape": ConsumerSpec("EXEC_ESCAPE", "escape", "exec.escape.*", ack_wait_s=5.0, max_deliver=50, max_ack_pending=256),
+}
+
+
+# ---- KV buckets ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    history: int = 1
+    ttl_s: float | None = None
+
+
+KV_EXECUTIONS = "EXECUTIONS"  # cid -> ExecutionRecord (coordinator state, CAS-written)
+KV_SAFETY = "SAFETY"  # "state" -> SafetyState; "mode" -> ExecutionMode; "halt.<cid>" / "halt.ALL" -> fence
+KV_VENUE = "PAPER_VENUE"  # the paper exchange's own persisted state
+KV_COUNTERS = "COUNTERS"  # daily trade counters per strategy (CAS-incremented by precheck)
+KV_LEDGER = "LEDGER"  # ledger worker snapshots
+
+BUCKETS: tuple[BucketSpec, ...] = (
+    BucketSpec(KV_EXECUTIONS, history=2),
+    BucketSpec(KV_SAFETY, history=5),
+    BucketSpec(KV_VENUE, history=1),
+    BucketSpec(KV_COUNTERS, history=1),
+    BucketSpec(KV_LEDGER, history=1),
+)
+
+
+def _stream_config(s: StreamSpec) -> StreamConfig:
+    return StreamConfig(
+        name=s.name,
+        subjects=list(s.subjects),
+        retention=s.retention,
+        discard=DiscardPolicy.NEW,  # never drop accepted work: refuse new publishes instead
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        deny_delete=s.deny_delete,
+        deny_purge=s.deny_purge,
+        max_age=s.max_age_s,
+        max_bytes=s.max_bytes,
+        num_replicas=1,
+    )
+
+
+def _consumer_config(c: ConsumerSpec) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=c.durable,
+        filter_subject=c.filter_subject,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=c.ack_wait_s,
+        max_deliver=c.max_deliver,
+        max_ack_pending=c.max_ack_pending,
+        max_waiting=512,
+    )
+
+
+async def ensure_topology(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create or update every stream, consumer and bucket. Safe to run concurrently and repeatedly."""
+    for s in STREAMS:
+        cfg = _stream_config(s)
+        cfg.num_replicas = replicas
+        try:
+            await js.stream_info(s.name)
+            try:
+                await js.update_stream(cfg)
+            except BadRequestError:
+                pass  # an immutable setting differs (e.g. deny_delete); keep the existing stream
+        except NotFoundError:
+            try:
+                await js.add_stream(cfg)
+            except BadRequestError:
+                await js.stream_info(s.name)  # created concurrently by another process
+    for c in CONSUMERS.values():
+        await js.add_consumer(c.stream, _consumer_config(c))
+    for b in BUCKETS:
+        try:
+            await js.key_value(b.name)
+        except (NotFoundError, Exception):
+            await js.create_key_value(KeyValueConfig(bucket=b.name, history=b.history, ttl=b.ttl_s, storage=StorageType.FILE, replicas=replicas))
+
+
+async def verify_topology(js: JetStreamContext) -> list[str]:
+    """Names of missing streams/consumers/buckets (empty when ready)."""
+    missing = []
+    for s in STREAMS:
+        try:
+            await js.stream_info(s.name)
+        except NotFoundError:
+            missing.append(f"stream {s.name}")
+    for c in CONSUMERS.values():
+        try:
+            await js.consumer_info(c.stream, c.durable)
+        except NotFoundError:
+            missing.append(f"consumer {c.stream}/{c.durable}")
+    for b in BUCKETS:
+        try:
+            await js.key_value(b.name)
+        except Exception:
+            missing.append(f"bucket {b.name}")
+    return missing
