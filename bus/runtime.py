@@ -313,7 +313,17 @@ class WorkerApp:
         return []
 
     async def on_dead_letter(self, d: Delivery, reason: str, detail: str) -> None:
-        """Hook: tell the coordinator when a command is dead-lettered, so nothing hangs."""
+        """A dead-lettered stage command becomes a StageFailed fact, so its execution never hangs."""
+        parts = d.subject.split(".")
+        if parts[:2] != ["exec", "cmd"] or len(parts) != 4:
+            return
+        from schemas.codec import encode
+        from schemas.enums import ReasonCode
+        from schemas.messages import StageFailed
+
+        code = ReasonCode.MAX_DELIVERIES if reason == "MAX_DELIVERIES" else ReasonCode.POISON_MESSAGE
+        fact = StageFailed(cid=parts[3], stage=parts[2], reason_code=code, detail=f"{reason}: {detail}"[:300], ts=time.time())
+        await self.publisher.publish_one(f"exec.evt.{parts[3]}", encode(fact), f"{parts[3]}.dlq.{d.stream_seq}")
 
     async def teardown(self) -> None:
         pass

@@ -446,11 +446,16 @@ def next_wake(r: ExecutionRecord, cfg: CoordinatorConfig = CoordinatorConfig()) 
     return min(times) if times else None
 
 
+def _plain(d: Decimal) -> Decimal:
+    """8 decimal places at most, trailing zeros dropped, never exponent notation ("75100", not "7.51E+4")."""
+    return Decimal(format(d.quantize(Decimal("0.00000001")).normalize(), "f"))
+
+
 def to_result(r: ExecutionRecord) -> ExecutionResult:
     """The public result object (README contract)."""
     filled = filled_qty(r)
     notional = sum((c.notional for c in r.children), Decimal(0))
-    avg = (notional / filled).quantize(Decimal("0.00000001")).normalize() if filled > 0 else None
+    avg = _plain(notional / filled) if filled > 0 else None
     target = r.target_qty if r.target_qty > 0 else (r.intent.qty if r.intent else Decimal(0))
     rate = (filled / target).quantize(Decimal("0.0001")) if target > 0 else Decimal(0)
     codes: list = []
@@ -472,7 +477,7 @@ def to_result(r: ExecutionRecord) -> ExecutionResult:
                 qty=c.qty,
                 state=c.state,
                 filled_qty=c.filled_qty,
-                avg_fill_price=(c.notional / c.filled_qty).quantize(Decimal("0.00000001")).normalize() if c.filled_qty > 0 else None,
+                avg_fill_price=_plain(c.notional / c.filled_qty) if c.filled_qty > 0 else None,
                 price=c.price,
             )
             for c in r.children

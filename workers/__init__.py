@@ -1,0 +1,26 @@
+"""Stage workers. Each folder holds one worker; its ``handler.py`` says what it consumes and publishes.
+
+``WORKERS`` maps the CLI name (``jetexec worker NAME``) to the WorkerApp class path.
+"""
+
+WORKERS: dict[str, str] = {
+    "gateway": "workers.gateway.handler:GatewayWorker",
+    "coordinator": "workers.coordinator.handler:CoordinatorWorker",
+    "precheck": "workers.precheck.handler:PrecheckWorker",
+    "split": "workers.split.handler:SplitWorker",
+    "send": "workers.send.handler:SendWorker",
+    "monitor": "workers.monitor.handler:MonitorWorker",
+    "adjust": "workers.adjust.handler:AdjustWorker",
+    "escape": "workers.escape.handler:EscapeWorker",
+    "paper-exchange": "workers.paper_exchange.handler:PaperExchangeWorker",
+}
+
+
+def load_worker(name: str) -> type:
+    import importlib
+
+    try:
+        module_name, cls_name = WORKERS[name].split(":")
+    except KeyError:
+        raise KeyError(f"unknown worker {name!r}; one of: {', '.join(WORKERS)}") from None
+    return getattr(importlib.import_module(module_name), cls_name)

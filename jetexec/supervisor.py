@@ -1,0 +1,145 @@
+"""``jetexec up``: the embedded nats-server plus every worker as a supervised child process.
+
+Prints ``ready nats://HOST:PORT`` once every worker reports that it is consuming; restarts a worker
+that dies (with backoff); on SIGINT/SIGTERM stops the workers (SIGTERM → drain), then the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+
+from bus.server import EmbeddedServer
+from bus.topology import KV_SAFETY, ensure_topology
+
+DEFAULT_WORKERS: tuple[tuple[str, int], ...] = (
+    ("paper-exchange", 1),
+    ("gateway", 1),
+    ("coordinator", 1),
+    ("precheck", 1),
+    ("split", 1),
+    ("send", 1),
+    ("monitor", 1),
+    ("adjust", 1),
+    ("escape", 1),
+)
+
+
+@dataclass
+class Child:
+    name: str
+    replica: int
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, url: str, data_dir: Path, workers=DEFAULT_WORKERS, env: dict[str, str] | None = None, log_dir: Path | None = None, quiet: bool = False) -> None:
+        self.url = url
+        self.data_dir = data_dir
+        self.children = [Child(name, i) for name, n in workers for i in range(n)]
+        self.env = {**os.environ, **(env or {}), "JETEXEC_NATS_URL": url, "PYTHONUNBUFFERED": "1"}
+        self.log_dir = log_dir or data_dir / "logs"
+        self.stopping = False
+        self.quiet = quiet
+        self.restart_log: list[tuple[float, str]] = []
+
+    async def start_child(self, child: Child) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{child.name}-{child.replica}.log", "ab")
+        child.ready.clear()
+        child.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "jetexec.cli", "worker", child.name,
+            stdout=asyncio.subprocess.PIPE, stderr=log, stdin=asyncio.subprocess.DEVNULL, env=self.env,
+        )
+        child.started_at = time.monotonic()
+        asyncio.create_task(self._pump(child, log))
+
+    async def _pump(self, child: Child, log) -> None:
+        proc = child.proc
+        assert proc is not None and proc.stdout is not None
+        async for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            if line.startswith(b"worker ") and b"consuming" in line:
+                child.ready.set()
+        log.close()
+
+    async def watch(self) -> None:
+        """Restart any worker that exits while we are not stopping."""
+        while not self.stopping:
+            for child in self.children:
+                if child.proc is not None and child.proc.returncode is not None and not self.stopping:
+                    child.restarts += 1
+                    self.restart_log.append((time.time(), child.name))
+                    if not self.quiet:
+                        print(f"worker {child.name} exited ({child.proc.returncode}); restarting", flush=True)
+                    await asyncio.sleep(min(0.2 * child.restarts, 2.0) if time.monotonic() - child.started_at < 5 else 0.05)
+                    await self.start_child(child)
+            await asyncio.sleep(0.05)
+
+    async def start_all(self, timeout: float = 60.0) -> None:
+        for child in self.children:
+            await self.start_child(child)
+        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in self.children)), timeout)
+
+    async def stop_all(self, grace: float = 15.0) -> None:
+        self.stopping = True
+        for child in self.children:
+            if child.proc and child.proc.returncode is None:
+                child.proc.send_signal(signal.SIGTERM)
+        for child in self.children:
+            if child.proc:
+                try:
+                    await asyncio.wait_for(child.proc.wait(), grace)
+                except asyncio.TimeoutError:
+                    child.proc.kill()
+                    await child.proc.wait()
+
+
+async def provision(url: str, mode: str | None = None) -> None:
+    nc = await nats.connect(url, connect_timeout=5)
+    try:
+        js = nc.jetstream(timeout=10)
+        await ensure_topology(js)
+        if mode:
+            kv = await js.key_value(KV_SAFETY)
+            await kv.put("mode", mode.upper().encode())
+    finally:
+        await nc.drain()
+
+
+async def run_up(data_dir: Path, port: int, host: str = "127.0.0.1", mode: str = "paper", env: dict[str, str] | None = None, ready_cb=None, stop_event: asyncio.Event | None = None, quiet: bool = False) -> int:
+    server = EmbeddedServer(data_dir, port=port, host=host)
+    server.start()
+    sup = Supervisor(server.url, data_dir, env=env, quiet=quiet)
+    stop = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        await provision(server.url, mode)
+        await sup.start_all()
+        watcher = asyncio.create_task(sup.watch())
+        if ready_cb:
+            await ready_cb(server.url, sup)
+        else:
+            print(f"ready {server.url}", flush=True)
+        await stop.wait()
+        watcher.cancel()
+        return 0
+    finally:
+        await sup.stop_all()
+        server.stop()

@@ -1,0 +1,148 @@
+"""Adapters shared by several workers: the venue client, market data cache, safety/halt watches."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+
+import msgspec
+from nats.aio.client import Client
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+
+from bus.topology import KV_SAFETY, venue_api
+from core.symbols import SymbolSpec
+from schemas.codec import decode, encode
+from schemas.enums import ExecutionMode, SafetyState
+from schemas.venue import SymbolInfo
+
+MD_SUBJECT = "venue.md"  # venue.md.<symbol>: quotes (core NATS, latest wins)
+
+
+class VenueUnavailable(Exception):
+    """No answer from the venue: the outcome of the request is unknown."""
+
+
+class VenueClient:
+    """Request/reply client for the venue protocol (``venue.api.<op>``)."""
+
+    def __init__(self, nc: Client, timeout: float = 2.0) -> None:
+        self.nc = nc
+        self.timeout = timeout
+
+    async def call(self, op: str, request: object, reply_type: type, timeout: float | None = None):
+        try:
+            msg = await self.nc.request(venue_api(op), encode(request), timeout=timeout or self.timeout)
+        except (NatsTimeout, asyncio.TimeoutError, NoRespondersError) as exc:
+            raise VenueUnavailable(f"venue {op}: {type(exc).__name__}") from None
+        return decode(msg.data, reply_type)
+
+    async def symbols(self) -> list[SymbolInfo]:
+        msg = await self.nc.request(venue_api("symbols"), b"{}", timeout=self.timeout)
+        return decode(msg.data, list[SymbolInfo])
+
+    async def specs(self) -> dict[str, SymbolSpec]:
+        msg = await self.nc.request(venue_api("specs"), b"{}", timeout=self.timeout)
+        return {s.symbol: s for s in decode(msg.data, list[SymbolSpec])}
+
+
+class MarketData:
+    """Latest quote per symbol from ``venue.md.<symbol>``; ``connected`` is quote freshness."""
+
+    def __init__(self, stale_after_s: float = 3.0) -> None:
+        self.quotes: dict[str, SymbolInfo] = {}
+        self.last_update = 0.0
+        self.stale_after_s = stale_after_s
+
+    async def start(self, nc: Client) -> None:
+        async def on_quote(msg) -> None:
+            try:
+                q = decode(msg.data, SymbolInfo)
+            except Exception:
+                return
+            self.quotes[q.symbol] = q
+            self.last_update = time.time()
+
+        await nc.subscribe(f"{MD_SUBJECT}.*", cb=on_quote)
+
+    @property
+    def connected(self) -> bool:
+        return time.time() - self.last_update < self.stale_after_s
+
+    def mid(self, symbol: str) -> Decimal | None:
+        q = self.quotes.get(symbol)
+        return q.reference_price if q else None
+
+
+class SafetyView:
+    """Watches KV ``SAFETY``: the safety state, the execution mode and the HALT fences."""
+
+    def __init__(self) -> None:
+        self.state = SafetyState.NORMAL
+        self.mode: ExecutionMode | None = None
+        self.halted: set[str] = set()  # cids, or "ALL"
+        self._kv = None
+        self._task: asyncio.Task | None = None
+        self.synced = asyncio.Event()
+
+    async def start(self, js: JetStreamContext) -> None:
+        self._kv = await js.key_value(KV_SAFETY)
+        watcher = await self._kv.watchall()
+        self._task = asyncio.create_task(self._run(watcher))
+        try:
+            await asyncio.wait_for(self.synced.wait(), 5)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _run(self, watcher) -> None:
+        async for entry in watcher:
+            if entry is None:  # initial values delivered
+                self.synced.set()
+                continue
+            self.apply(entry.key, entry.value, entry.operation)
+
+    def apply(self, key: str, value: bytes | None, operation: object = None) -> None:
+        deleted = operation is not None and str(operation).upper().endswith(("DEL", "PURGE"))
+        if key == "state" and value and not deleted:
+            try:
+                self.state = SafetyState(value.decode())
+            except ValueError:
+                pass
+        elif key == "mode" and value and not deleted:
+            try:
+                self.mode = ExecutionMode(value.decode())
+            except ValueError:
+                pass
+        elif key.startswith("halt."):
+            target = key[5:]
+            if deleted or not value:
+                self.halted.discard(target)
+            else:
+                self.halted.add(target)
+
+    def is_halted(self, cid: str) -> bool:
+        return "ALL" in self.halted or cid in self.halted
+
+    async def refresh_halt(self, cid: str) -> bool:
+        """Read the fence straight from KV (the watch may lag a just-set fence by a few ms)."""
+        assert self._kv is not None
+        for key in (f"halt.{cid}", "halt.ALL"):
+            try:
+                e = await self._kv.get(key)
+                if e.value:
+                    return True
+            except Exception:
+                continue
+        return False
+
+
+def now() -> float:
+    return time.time()
+
+
+def spec_from_info(info: SymbolInfo) -> SymbolSpec:
+    return SymbolSpec(symbol=info.symbol, reference_price=info.reference_price, lot_size=info.lot_size, tick_size=info.tick_size)
+
+
+_ = msgspec

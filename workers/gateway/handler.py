@@ -1,0 +1,91 @@
+"""Gateway — intent intake.
+
+Consumes:  ``exec.intake`` (core NATS request/reply, queue group ``gateway``): one intent as JSON.
+Publishes: ``exec.evt.<cid>`` ExecutionCreated (valid) or IntentRejected (invalid), then replies
+           with an :class:`IntakeReceipt`.
+
+An intent is *accepted* only once its fact is stored in JetStream (the publish ack); a client that
+gets no receipt retries, and the deterministic ``Nats-Msg-Id`` (``<cid>.created``) plus the
+coordinator's create-once rule make the retry harmless. Contract validation happens here
+(:func:`core.intake.parse_intent`); unknown symbols get FS091.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import msgspec
+
+from bus.runtime import Publisher, WorkerApp
+from bus.topology import INTAKE_SUBJECT, evt_subject
+from core.guardrails import alert
+from core.ids import rejection_id
+from core.intake import IntentError, intent_identity, parse_intent
+from schemas.codec import encode
+from schemas.enums import AlertCode, ExecutionMode, ExecutionState, ReasonCode
+from schemas.messages import ExecutionCreated, IntentRejected
+from workers.common import MarketData, SafetyView, VenueClient, now
+
+log = logging.getLogger("jetexec.gateway")
+
+
+class IntakeReceipt(msgspec.Struct, frozen=True, kw_only=True):
+    accepted: bool
+    correlation_id: str
+    idempotency_key: str
+    state: ExecutionState
+    reason_code: ReasonCode | None = None
+    detail: str = ""
+    alerts: list[AlertCode] = []
+
+
+class GatewayWorker(WorkerApp):
+    name = "gateway"
+
+    async def setup(self) -> None:
+        self.venue = VenueClient(self.nc)
+        self.market = MarketData()
+        await self.market.start(self.nc)
+        self.safety = SafetyView()
+        await self.safety.start(self.js)
+        self.known_symbols: set[str] | None = None
+        self.background.append(asyncio.create_task(self._refresh_symbols()))
+        self.default_mode = ExecutionMode(os.environ.get("JETEXEC_MODE", "PAPER").upper())
+        self.sub = await self.nc.subscribe(INTAKE_SUBJECT, queue="gateway", cb=self._on_request)
+
+    async def _refresh_symbols(self) -> None:
+        """What the venue trades; until known, precheck is the symbol check (FS091 there)."""
+        while True:
+            try:
+                self.known_symbols = set((await self.venue.specs()).keys())
+                await asyncio.sleep(30)
+            except Exception:
+                await asyncio.sleep(0.5)
+
+    async def _on_request(self, msg) -> None:
+        self.health.progress()
+        try:
+            receipt = await self.intake(msg.data)
+        except Exception as exc:  # JetStream unavailable: no receipt means "not accepted, retry"
+            log.warning("intake failed: %s", type(exc).__name__)
+            return
+        if msg.reply:
+            await self.nc.publish(msg.reply, encode(receipt))
+
+    async def intake(self, raw: bytes) -> IntakeReceipt:
+        publisher = Publisher(self.js)
+        try:
+            intent = parse_intent(raw, self.known_symbols)
+        except IntentError as err:
+            key, cid = rejection_id(raw)
+            alerts = (alert(AlertCode.FS091, "INTAKE", err.detail, now()),) if err.reason_code is ReasonCode.VALIDATION_INVALID_SYMBOL else ()
+            fact = IntentRejected(cid=cid, idempotency_key=key, reason_code=err.reason_code, detail=err.detail, raw=raw[:512].decode("utf-8", "replace"), alerts=alerts, ts=now())
+            await publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.rejected")
+            return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=err.reason_code, detail=err.detail, alerts=[a.code for a in alerts])
+        key, cid = intent_identity(intent)
+        mode = self.safety.mode or self.default_mode
+        fact = ExecutionCreated(cid=cid, idempotency_key=key, intent=intent, mode=mode, arrival_price=self.market.mid(intent.symbol), ts=now())
+        await publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.created")
+        return IntakeReceipt(accepted=True, correlation_id=cid, idempotency_key=key, state=ExecutionState.INIT)

@@ -1,0 +1,139 @@
+"""PreCheck — the six checks of seed 000, then the price collar and the risk hook.
+
+Consumes:  ``exec.cmd.precheck.<cid>`` PrecheckCommand (durable consumer ``precheck``).
+Publishes: ``exec.evt.<cid>`` PrecheckDone.
+Reads:     KV ``SAFETY`` (safety state, watched), KV ``COUNTERS`` (daily trades per strategy, CAS),
+           KV ``LEDGER`` (positions, when the ledger worker runs), venue quotes and symbol specs.
+
+A PAUSE from the risk hook is retried (nak with delay) until the PRECHECK deadline, then fails
+with RISK_PAUSE_TIMEOUT. The daily counter is incremented with a revision check only when the
+intent passes, keyed by the cid so a redelivery never counts twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from decimal import Decimal
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+from bus.runtime import Delivery, Out, Retry, WorkerApp
+from bus.topology import KV_COUNTERS, KV_LEDGER, evt_subject
+from core.execution_fsm import STAGE_TIMEOUT_MS
+from core.precheck import DailyCounter, PrecheckConfig, PrecheckContext, daily_bucket, minute_of_day_utc, run_precheck
+from core.risk import evaluate_risk, load_risk_hook
+from core.symbols import SymbolSpec
+from schemas.codec import decode, decode_command, encode
+from schemas.enums import ExecutionState, ReasonCode, SafetyState
+from schemas.messages import PrecheckCommand, PrecheckDone
+from workers.common import MarketData, SafetyView, VenueClient
+
+PAUSE_RETRY_S = 0.25
+
+
+def live_switches() -> tuple[bool, bool]:
+    """LIVE needs both: the config flag (``JETEXEC_LIVE_CONFIG_FLAG``, set by ``up --mode live
+    --i-understand-live``) and the operator's environment variable ``JETEXEC_LIVE_ENABLED=yes``."""
+    return (os.environ.get("JETEXEC_LIVE_CONFIG_FLAG") == "1", os.environ.get("JETEXEC_LIVE_ENABLED") == "yes")
+
+
+class PrecheckWorker(WorkerApp):
+    name = "precheck"
+
+    async def setup(self) -> None:
+        self.safety = SafetyView()
+        await self.safety.start(self.js)
+        self.market = MarketData()
+        await self.market.start(self.nc)
+        self.venue = VenueClient(self.nc)
+        self.specs: dict[str, SymbolSpec] = {}
+        self.specs_at = 0.0
+        self.counters = await self.js.key_value(KV_COUNTERS)
+        self.ledger = await self.js.key_value(KV_LEDGER)
+        self.config = PrecheckConfig(**json.loads(os.environ.get("JETEXEC_PRECHECK_CONFIG", "{}")))
+        self.risk_hook = load_risk_hook(json.loads(os.environ.get("JETEXEC_RISK_HOOK", "null")))
+
+    def consumers(self):
+        return [("precheck", self.handle)]
+
+    async def _spec(self, symbol: str) -> SymbolSpec | None:
+        if symbol not in self.specs or time.time() - self.specs_at > 30:
+            try:
+                self.specs = await self.venue.specs()
+                self.specs_at = time.time()
+            except Exception:
+                pass  # venue down: VENUE_DISCONNECTED below if we know nothing
+        return self.specs.get(symbol)
+
+    async def _position(self, symbol: str, strategy_id: str) -> Decimal:
+        try:
+            entry = await self.ledger.get(f"pos.{symbol}.{strategy_id}".replace("/", "_"))
+            return Decimal(json.loads(entry.value)["qty"])
+        except (KeyNotFoundError, Exception):
+            return Decimal(0)
+
+    async def handle(self, d: Delivery) -> list[Out]:
+        cmd = decode_command(d.data)
+        if not isinstance(cmd, PrecheckCommand):
+            raise ValueError("not a PrecheckCommand")
+        now = time.time()
+        intent = cmd.intent
+        spec = await self._spec(intent.symbol)
+        bucket = daily_bucket(intent.strategy_id, now)
+        counter, revision = await self._counter(bucket)
+        ctx = PrecheckContext(
+            safety_state=self.safety.state,
+            mode=cmd.mode,
+            venue_connected=self.market.connected or bool(self.specs),
+            spec=spec,
+            minute_of_day=minute_of_day_utc(now),
+            risk=evaluate_risk(self.risk_hook, intent, intent.qty),
+            live_switches=live_switches(),
+            position_qty=await self._position(intent.symbol, intent.strategy_id),
+            reference_price=self.market.mid(intent.symbol) or cmd.reference_price,
+            daily_count=counter.count,
+            daily_notional=counter.notional,
+            now=now,
+        )
+        outcome = run_precheck(intent, ctx, self.config)
+        if outcome.pause:
+            deadline = (cmd.issued_at or now) + STAGE_TIMEOUT_MS[ExecutionState.PRECHECK] / 1000
+            if now + PAUSE_RETRY_S < deadline:
+                raise Retry("risk hook says PAUSE", delay=PAUSE_RETRY_S)
+            outcome_fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=False, reason_code=ReasonCode.RISK_PAUSE_TIMEOUT, detail="risk hook kept PAUSE until the PRECHECK deadline", ts=now)
+            return [Out(evt_subject(cmd.cid), encode(outcome_fact), f"{cmd.cid}.precheck.{cmd.step}")]
+        if outcome.passed:
+            price = intent.price or ctx.reference_price or Decimal(0)
+            await self._count(bucket, counter, revision, outcome.qty * price, cmd.cid)
+        fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=outcome.passed, reason_code=outcome.reason_code, detail=outcome.detail, qty=outcome.qty, alerts=outcome.alerts, ts=now)
+        return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
+
+    async def _counter(self, bucket: str) -> tuple[DailyCounter, int | None]:
+        try:
+            entry = await self.counters.get(bucket)
+            return decode(entry.value, DailyCounter), entry.revision
+        except KeyNotFoundError:
+            return DailyCounter(), None
+
+    async def _count(self, bucket: str, counter: DailyCounter, revision: int | None, notional: Decimal, cid: str) -> None:
+        # Marker per cid first, so a redelivered command does not count the same trade twice.
+        try:
+            await self.counters.create(f"seen.{cid}", b"1")
+        except Exception:
+            return
+        for _ in range(20):
+            new = counter.add(notional)
+            try:
+                if revision is None:
+                    await self.counters.create(bucket, encode(new))
+                else:
+                    await self.counters.update(bucket, encode(new), last=revision)
+                return
+            except (KeyWrongLastSequenceError, Exception):
+                counter, revision = await self._counter(bucket)
+        raise Retry("daily counter contention")
+
+
+_ = SafetyState

@@ -1,0 +1,134 @@
+"""AsyncSend — child orders to the venue, at most once per client order id.
+
+Consumes:  ``exec.cmd.send.<cid>`` SendCommand (durable consumer ``send``).
+Publishes: ``exec.evt.<cid>`` ChildAccepted | ChildRejected; in SHADOW mode also the simulated
+           fill on ``venue.report.<cid>`` (nothing is routed).
+Calls:     ``venue.api.new`` (send_order → OrderAck), ``venue.api.query`` (by client order id).
+Reads:     the HALT fence in KV ``SAFETY`` before every venue call.
+
+Retries (tenacity): exponential backoff with jitter and a cap, at most 3 attempts, only for
+RETRYABLE errors. An ambiguous outcome (timeout, no responders) is resolved by *querying the venue
+by client order id before anything is re-sent*, so the venue never sees a child twice; the venue
+also refuses a repeated client order id. If the venue stays unreachable the command is redelivered
+later and finally dead-lettered, which makes the coordinator escape.
+"""
+
+from __future__ import annotations
+
+import time
+
+import tenacity
+
+from bus import metrics
+from bus.runtime import Delivery, Out, Retry, WorkerApp
+from bus.topology import evt_subject, report_subject
+from core.retry import RetryPolicy, tenacity_kwargs
+from schemas.codec import decode_command, encode
+from schemas.enums import ErrorClass, ExecutionMode, ReasonCode
+from schemas.messages import ChildAccepted, ChildRejected, SendCommand
+from schemas.venue import ExecutionReport, NewOrder, OrderAck, OrderStatus, QueryOrder
+from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable
+
+
+class _RetryableReject(Exception):
+    def __init__(self, ack: OrderAck) -> None:
+        super().__init__(ack.reject_reason)
+        self.ack = ack
+
+
+class SendWorker(WorkerApp):
+    name = "send"
+    ack_sync = True  # a venue side effect happened: make sure the ack is not lost
+
+    async def setup(self) -> None:
+        self.safety = SafetyView()
+        await self.safety.start(self.js)
+        self.venue = VenueClient(self.nc, timeout=2.0)
+        self.market = MarketData()
+        await self.market.start(self.nc)
+        self.policy = RetryPolicy()
+
+    def consumers(self):
+        return [("send", self.handle)]
+
+    async def handle(self, d: Delivery) -> list[Out]:
+        cmd = decode_command(d.data)
+        if not isinstance(cmd, SendCommand):
+            raise ValueError("not a SendCommand")
+        child = cmd.child
+        subject = evt_subject(cmd.cid)
+        msg_id = f"{cmd.cid}.send.{child.client_order_id}"
+        if self.safety.is_halted(cmd.cid) or await self.safety.refresh_halt(cmd.cid):
+            fact = ChildRejected(cid=cmd.cid, client_order_id=child.client_order_id, reason_code=ReasonCode.HALTED, error_class=ErrorClass.NON_RETRYABLE, detail="escape fence set", ts=time.time())
+            return [Out(subject, encode(fact), msg_id)]
+        if cmd.mode is ExecutionMode.SHADOW:
+            return self._shadow(cmd, subject, msg_id)
+
+        order = NewOrder(client_order_id=child.client_order_id, cid=cmd.cid, symbol=child.symbol, side=child.side, qty=child.qty, order_type=child.order_type, price=child.price)
+        attempts = 0
+        try:
+            async for attempt in tenacity.AsyncRetrying(**tenacity_kwargs(self.policy, self._retryable)):
+                with attempt:
+                    attempts += 1
+                    ack = await self._send_once(order, first=attempts == 1 and d.num_delivered == 1)
+        except VenueUnavailable:
+            raise Retry("venue unreachable; outcome unknown, will query before any re-send", delay=1.0) from None
+        except _RetryableReject as exc:
+            ack = exc.ack
+        if ack.accepted:
+            fact = ChildAccepted(cid=cmd.cid, client_order_id=child.client_order_id, venue_order_id=ack.venue_order_id, attempts=attempts, ts=time.time())
+        else:
+            fact = ChildRejected(
+                cid=cmd.cid,
+                client_order_id=child.client_order_id,
+                reason_code=ack.reason_code or ReasonCode.VENUE_REJECTED,
+                error_class=ack.error_class or ErrorClass.NON_RETRYABLE,
+                detail=ack.reject_reason,
+                attempts=attempts,
+                ts=time.time(),
+            )
+        return [Out(subject, encode(fact), msg_id)]
+
+    @staticmethod
+    def _retryable(exc: BaseException) -> bool:
+        return isinstance(exc, (VenueUnavailable, _RetryableReject))
+
+    async def _send_once(self, order: NewOrder, first: bool) -> OrderAck:
+        if not first:
+            # The previous attempt (here, or before a crash/redelivery) may have reached the venue.
+            status = await self._query(order.client_order_id)
+            if status.found:
+                return OrderAck(accepted=status.state is not None and status.state.value not in ("REJECTED",), client_order_id=order.client_order_id, venue_order_id=status.venue_order_id, reject_reason="" if status.state and status.state.value != "REJECTED" else "rejected earlier")
+        if self.safety.is_halted(order.cid):
+            return OrderAck(accepted=False, client_order_id=order.client_order_id, reject_reason="escape fence set", reason_code=ReasonCode.HALTED, error_class=ErrorClass.NON_RETRYABLE)
+        started = time.perf_counter()
+        try:
+            ack = await self.venue.call("new", order, OrderAck)
+        except VenueUnavailable:
+            metrics.VENUE_CALLS.labels("new", "unavailable").observe(time.perf_counter() - started)
+            raise
+        metrics.VENUE_CALLS.labels("new", "accepted" if ack.accepted else "rejected").observe(time.perf_counter() - started)
+        if ack.reason_code is ReasonCode.DUPLICATE_CLIENT_ORDER_ID:
+            # We sent it before (an ack lost on the way back): the venue has it, so it is ours.
+            status = await self._query(order.client_order_id)
+            if status.found and status.state is not None and status.state.value != "REJECTED":
+                return OrderAck(accepted=True, client_order_id=order.client_order_id, venue_order_id=status.venue_order_id)
+        if not ack.accepted and ack.error_class is ErrorClass.RETRYABLE:
+            raise _RetryableReject(ack)
+        return ack
+
+    async def _query(self, coid: str) -> OrderStatus:
+        return await self.venue.call("query", QueryOrder(client_order_id=coid), OrderStatus)
+
+    def _shadow(self, cmd: SendCommand, subject: str, msg_id: str) -> list[Out]:
+        """SHADOW: full pipeline, fills simulated at the venue's price, nothing routed."""
+        child = cmd.child
+        q = self.market.quotes.get(child.symbol)
+        if q is None:
+            raise Retry("no quote yet for shadow fill", delay=0.5)
+        price = (q.ask if child.side.value == "BUY" else q.bid) or q.reference_price
+        now = time.time()
+        vid = f"SHADOW-{child.client_order_id}"
+        ack = ChildAccepted(cid=cmd.cid, client_order_id=child.client_order_id, venue_order_id=vid, ts=now)
+        fill = ExecutionReport(kind="FILL", cid=cmd.cid, client_order_id=child.client_order_id, venue_order_id=vid, trade_id=f"{child.client_order_id}-S1", qty=child.qty, price=price, cum_qty=child.qty, ts=now)
+        return [Out(subject, encode(ack), msg_id), Out(report_subject(cmd.cid), encode(fill), f"rpt.{fill.trade_id}")]

@@ -1,0 +1,74 @@
+"""OrderSplit — SINGLE / TWAP / VWAP / ICEBERG with GR060, lot and tick rounding.
+
+Consumes:  ``exec.cmd.split.<cid>`` SplitCommand (durable consumer ``split``; scale it freely).
+Publishes: ``exec.evt.<cid>`` SplitDone with the child orders and their schedule.
+Reads:     symbol specs and the VWAP volume profile from the venue (``venue.api.specs`` /
+           ``venue.api.profile``), cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from decimal import Decimal
+
+from bus.runtime import Delivery, Out, Retry, WorkerApp
+from bus.topology import evt_subject
+from core.split import SplitConfig, plan_split
+from core.symbols import SymbolSpec
+from schemas.codec import decode, decode_command, encode
+from schemas.enums import ReasonCode, SplitStrategy
+from schemas.messages import SplitCommand, SplitDone
+from workers.common import VenueClient
+
+PROFILE_BUCKETS = 10
+
+
+class SplitWorker(WorkerApp):
+    name = "split"
+
+    async def setup(self) -> None:
+        self.venue = VenueClient(self.nc)
+        self.specs: dict[str, SymbolSpec] = {}
+        self.profiles: dict[str, tuple[Decimal, ...]] = {}
+        self.config = SplitConfig(**json.loads(os.environ.get("JETEXEC_SPLIT_CONFIG", "{}")))
+        self.profile_file = os.environ.get("JETEXEC_VOLUME_PROFILE_FILE")
+
+    def consumers(self):
+        return [("split", self.handle)]
+
+    async def _profile(self, symbol: str) -> tuple[Decimal, ...] | None:
+        """A profile file (``{"SYMBOL": [w, ...]}``) wins; else the venue's; else the U-shaped default."""
+        if self.profile_file:
+            with open(self.profile_file) as f:
+                data = json.load(f)
+            if symbol in data:
+                return tuple(Decimal(str(w)) for w in data[symbol])
+        if symbol not in self.profiles:
+            try:
+                msg = await self.nc.request("venue.api.profile", json.dumps({"symbol": symbol, "buckets": PROFILE_BUCKETS}).encode(), timeout=2)
+                self.profiles[symbol] = tuple(decode(msg.data, list[Decimal]))
+            except Exception:
+                return None
+        return self.profiles[symbol]
+
+    async def handle(self, d: Delivery) -> list[Out]:
+        cmd = decode_command(d.data)
+        if not isinstance(cmd, SplitCommand):
+            raise ValueError("not a SplitCommand")
+        if cmd.intent.symbol not in self.specs:
+            try:
+                self.specs = await self.venue.specs()
+            except Exception:
+                raise Retry("venue reference data unavailable", delay=0.5) from None
+        spec = self.specs.get(cmd.intent.symbol)
+        now = time.time()
+        if spec is None:
+            fact = SplitDone(cid=cmd.cid, step=cmd.step, strategy=SplitStrategy.SINGLE, children=(), reason_code=ReasonCode.VALIDATION_INVALID_SYMBOL, detail=f"unknown symbol {cmd.intent.symbol}", ts=now)
+        else:
+            profile = await self._profile(spec.symbol) if cmd.intent.split in (SplitStrategy.VWAP,) else None
+            plan = plan_split(cmd.intent, cmd.qty, cmd.idempotency_key, spec, self.config, cmd.issued_at or now, profile)
+            detail = "" if plan.children else f"quantity {cmd.qty} is less than one lot ({spec.lot_size})"
+            fact = SplitDone(cid=cmd.cid, step=cmd.step, strategy=plan.strategy, children=plan.children, alerts=plan.alerts, reason_code=None if plan.children else ReasonCode.SPLIT_EMPTY, detail=detail, ts=now)
+        return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.split.{cmd.step}")]
