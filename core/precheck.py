@@ -1,0 +1,277 @@
+"""PRECHECK decisions (seed 000, B3, plus ours). Pure: every input is in the arguments.
+
+:func:`run_precheck` runs the checks below in this order; the first failure wins. Alerts raised
+before a failure (GR061) are kept on the outcome.
+
+0. execution mode: LIVE needs BOTH switches (config flag and environment variable)
+   -> POLICY_LIVE_NOT_ENABLED.
+1. safety FAIL / LOCKDOWN -> SAFETY_BLOCKED + FS090 (FAIL_SAFE). NORMAL and WARNING pass.
+2. position limit: the order may not take |position| above the symbol's max. Equal passes
+   (9900 + 100 passes, 9950 + 100 fails) -> POSITION_LIMIT_EXCEEDED.
+   Deliberate difference: an order that only *reduces* an existing over-limit position (same side
+   of zero, smaller magnitude) passes — blocking risk-reducing orders helps nobody. The seed
+   added qty to the position regardless of side; we sign it by side.
+3. capital (GR061): cost = qty x price, price = the LIMIT price, else the live reference price,
+   else the symbol's reference-data price (market orders are not exempt, unlike the seed).
+
+   * BUY: the whole cost must be covered. If not, the qty is reduced to the largest lot multiple
+     that is affordable, with GR061 "qty reduced q → a"; 0 affordable -> INSUFFICIENT_CAPITAL.
+   * SELL: the part that closes an existing long needs no capital. The part that opens or extends
+     a short is charged its full notional (conservative 100 % collateral); a shortfall reduces
+     the qty the same way (down to the long-closing part at least).
+   * Capital <= 0 with something to pay for -> INSUFFICIENT_CAPITAL (or a reduction to the
+     long-closing part for a SELL).
+   * No price known at all (no limit, no reference, no symbol spec) -> the check is skipped;
+     this only happens for an unknown symbol, which fails at step 5.
+4. venue connected, else VENUE_DISCONNECTED.
+5. market open: no spec (or a spec for another symbol) -> VALIDATION_INVALID_SYMBOL + FS091;
+   halted -> SYMBOL_HALTED; session closed at ``minute_of_day`` -> MARKET_CLOSED.
+6. daily limits (GR062): count >= limit, or today's notional + this cost > notional limit
+   -> DAILY_LIMIT_REACHED + GR062.
+7. price collar, LIMIT only: |price - ref| / ref > collar -> PRICE_COLLAR. ref = live reference
+   price, else the spec's reference price. Exactly at the collar passes.
+8. risk hook (evaluated by the caller, see :mod:`core.risk`): BLOCK -> RISK_BLOCKED (detail = the
+   hook's reason); PAUSE -> ``passed=False, pause=True, reason_code=None``: the worker retries until
+   the PRECHECK deadline, then fails with RISK_PAUSE_TIMEOUT.
+
+The outcome's ``qty`` is the quantity to split: never above the intent's, a lot multiple when
+it was reduced.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from decimal import Decimal
+
+import msgspec
+
+from core.guardrails import alert
+from core.risk import RiskResult
+from core.symbols import SymbolSpec, round_to_lot
+from schemas.enums import (
+    AlertCode,
+    ExecutionMode,
+    ExecutionState,
+    OrderType,
+    ReasonCode,
+    RiskDecision,
+    SafetyState,
+    Side,
+)
+from schemas.messages import Alert, Intent
+
+LIVE_NOT_ENABLED_DETAIL = (
+    "live execution is governance-blocked: set both the config flag and the environment variable"
+)
+_STAGE = ExecutionState.PRECHECK
+
+
+class PrecheckConfig(msgspec.Struct, frozen=True, kw_only=True):
+    max_position_qty: Decimal = Decimal(10000)
+    max_position_overrides: dict[str, Decimal] = {}  # symbol -> max |position|
+    daily_trade_limit: int = 100
+    daily_notional_limit: Decimal = Decimal(10_000_000)
+    price_collar_pct: Decimal = Decimal("0.05")
+    available_capital: Decimal = Decimal(100_000_000)  # used when the context gives none
+
+    def __post_init__(self) -> None:
+        if self.max_position_qty < 0 or any(v < 0 for v in self.max_position_overrides.values()):
+            raise ValueError("max position quantities must be >= 0")
+        if self.daily_trade_limit < 0 or self.daily_notional_limit < 0:
+            raise ValueError("daily limits must be >= 0")
+        if self.price_collar_pct < 0:
+            raise ValueError("price_collar_pct must be >= 0")
+
+    def max_position_for(self, symbol: str) -> Decimal:
+        return self.max_position_overrides.get(symbol, self.max_position_qty)
+
+
+class PrecheckContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the checks need to know about the world, gathered by the worker."""
+
+    safety_state: SafetyState
+    mode: ExecutionMode
+    venue_connected: bool
+    spec: SymbolSpec | None
+    minute_of_day: int  # UTC minutes after midnight, see :func:`minute_of_day_utc`
+    risk: RiskResult
+    live_switches: tuple[bool, bool] = (False, False)  # (config flag, environment variable)
+    position_qty: Decimal = Decimal(0)  # signed, this symbol and strategy
+    available_capital: Decimal | None = None  # None = PrecheckConfig.available_capital
+    reference_price: Decimal | None = None  # live mid / last; None = not known
+    daily_count: int = 0
+    daily_notional: Decimal = Decimal(0)
+    now: float = 0.0  # epoch seconds, stamped on alerts
+
+
+class PrecheckOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    passed: bool
+    reason_code: ReasonCode | None
+    detail: str
+    qty: Decimal
+    alerts: tuple[Alert, ...] = ()
+    pause: bool = False
+
+
+def _price_for_cost(intent: Intent, ctx: PrecheckContext) -> Decimal | None:
+    if intent.order_type is OrderType.LIMIT and intent.price is not None:
+        return intent.price
+    if ctx.reference_price is not None and ctx.reference_price > 0:
+        return ctx.reference_price
+    if ctx.spec is not None and ctx.spec.symbol == intent.symbol and ctx.spec.reference_price > 0:
+        return ctx.spec.reference_price
+    return None
+
+
+def _position_ok(position: Decimal, signed_qty: Decimal, max_pos: Decimal) -> bool:
+    new = position + signed_qty
+    if abs(new) <= max_pos:
+        return True
+    # Pure reduction of an existing position (no flip through zero) is always allowed.
+    same_side = (new > 0 and position > 0) or (new < 0 and position < 0)
+    return same_side and abs(new) < abs(position)
+
+
+def run_precheck(intent: Intent, ctx: PrecheckContext, config: PrecheckConfig | None = None) -> PrecheckOutcome:
+    cfg = config if config is not None else PrecheckConfig()
+    qty = intent.qty
+    alerts: list[Alert] = []
+
+    def fail(code: ReasonCode, detail: str, extra: Alert | None = None) -> PrecheckOutcome:
+        if extra is not None:
+            alerts.append(extra)
+        return PrecheckOutcome(passed=False, reason_code=code, detail=detail, qty=qty, alerts=tuple(alerts))
+
+    # 0) execution mode governance
+    if ctx.mode is ExecutionMode.LIVE and not (ctx.live_switches[0] and ctx.live_switches[1]):
+        return fail(ReasonCode.POLICY_LIVE_NOT_ENABLED, LIVE_NOT_ENABLED_DETAIL)
+
+    # 1) safety state
+    if ctx.safety_state in (SafetyState.FAIL, SafetyState.LOCKDOWN):
+        msg = f"safety state {ctx.safety_state.value} blocks new executions"
+        return fail(ReasonCode.SAFETY_BLOCKED, msg, alert(AlertCode.FS090, _STAGE, msg, ctx.now))
+
+    # 2) position limit
+    max_pos = cfg.max_position_for(intent.symbol)
+    signed = qty * intent.side.sign
+    if not _position_ok(ctx.position_qty, signed, max_pos):
+        return fail(
+            ReasonCode.POSITION_LIMIT_EXCEEDED,
+            f"position {ctx.position_qty} after {intent.side.value} {qty} would be {ctx.position_qty + signed}:"
+            f" exceeds max |position| {max_pos}",
+        )
+
+    # 3) capital (GR061)
+    price = _price_for_cost(intent, ctx)
+    lot = ctx.spec.lot_size if ctx.spec is not None and ctx.spec.lot_size > 0 else Decimal(1)
+    capital = ctx.available_capital if ctx.available_capital is not None else cfg.available_capital
+    if price is not None:
+        if intent.side is Side.BUY:
+            free_qty = Decimal(0)  # every unit costs
+        else:
+            free_qty = min(qty, max(ctx.position_qty, Decimal(0)))  # closing a long is free
+        charged = qty - free_qty
+        cost = charged * price
+        if cost > 0 and cost > capital:
+            affordable_lots = capital // (price * lot) if capital > 0 else Decimal(0)
+            affordable = max(affordable_lots, Decimal(0)) * lot
+            reduced = round_to_lot(free_qty + affordable, lot)
+            reduced = min(reduced, qty)
+            if reduced <= 0 or reduced >= qty:
+                return fail(
+                    ReasonCode.INSUFFICIENT_CAPITAL,
+                    f"cost {cost} exceeds available capital {capital}; affordable qty 0 (lot {lot})",
+                )
+            alerts.append(alert(AlertCode.GR061, _STAGE, f"qty reduced {qty} → {reduced}", ctx.now))
+            qty = reduced
+
+    # 4) venue
+    if not ctx.venue_connected:
+        return fail(ReasonCode.VENUE_DISCONNECTED, "venue is disconnected")
+
+    # 5) symbol / market open
+    spec = ctx.spec
+    if spec is None or spec.symbol != intent.symbol:
+        msg = f"invalid symbol {intent.symbol!r}: no reference data"
+        return fail(ReasonCode.VALIDATION_INVALID_SYMBOL, msg, alert(AlertCode.FS091, _STAGE, msg, ctx.now))
+    if spec.halted:
+        return fail(ReasonCode.SYMBOL_HALTED, f"symbol {intent.symbol} is halted")
+    if not spec.session.is_open(ctx.minute_of_day):
+        return fail(
+            ReasonCode.MARKET_CLOSED,
+            f"market closed for {intent.symbol} at minute {ctx.minute_of_day}"
+            f" (session {spec.session.open_minute}-{spec.session.close_minute})",
+        )
+
+    # 6) daily limits (GR062)
+    price = _price_for_cost(intent, ctx)  # spec is known now, so a price always exists
+    cost = qty * price if price is not None else Decimal(0)
+    if ctx.daily_count >= cfg.daily_trade_limit:
+        msg = f"daily trade limit reached ({ctx.daily_count}/{cfg.daily_trade_limit})"
+        return fail(ReasonCode.DAILY_LIMIT_REACHED, msg, alert(AlertCode.GR062, _STAGE, msg, ctx.now))
+    if ctx.daily_notional + cost > cfg.daily_notional_limit:
+        msg = f"daily notional limit reached ({ctx.daily_notional} + {cost} > {cfg.daily_notional_limit})"
+        return fail(ReasonCode.DAILY_LIMIT_REACHED, msg, alert(AlertCode.GR062, _STAGE, msg, ctx.now))
+
+    # 7) price collar (LIMIT only)
+    if intent.order_type is OrderType.LIMIT and intent.price is not None:
+        ref = ctx.reference_price if ctx.reference_price is not None and ctx.reference_price > 0 else None
+        if ref is None and spec.reference_price > 0:
+            ref = spec.reference_price
+        if ref is not None:
+            dev = abs(intent.price - ref) / ref
+            if dev > cfg.price_collar_pct:
+                return fail(
+                    ReasonCode.PRICE_COLLAR,
+                    f"limit {intent.price} is {dev:.4%} from reference {ref} (collar {cfg.price_collar_pct:%})",
+                )
+
+    # 8) risk hook
+    if ctx.risk.decision is RiskDecision.BLOCK:
+        return fail(ReasonCode.RISK_BLOCKED, ctx.risk.reason)
+    if ctx.risk.decision is RiskDecision.PAUSE:
+        return PrecheckOutcome(
+            passed=False, reason_code=None, detail=ctx.risk.reason, qty=qty, alerts=tuple(alerts), pause=True
+        )
+
+    return PrecheckOutcome(passed=True, reason_code=None, detail="", qty=qty, alerts=tuple(alerts))
+
+
+# --------------------------------------------------------------------------------------------
+# Daily counters
+# --------------------------------------------------------------------------------------------
+
+_KV_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _utc(epoch_s: float) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(epoch_s, tz=_dt.timezone.utc)
+
+
+def daily_bucket(strategy_id: str, epoch_s: float) -> str:
+    """Key of a strategy's daily counter for the UTC day of ``epoch_s``: ``"<strategy>.YYYYMMDD"``.
+
+    The separator is ``.``, not ``:``, because ``:`` is not a legal NATS KV key character.
+    Strategy ids outside ``[A-Za-z0-9_-]`` are hex-encoded behind a ``=`` marker
+    (``"=" + utf8.hex()``), so every id maps to its own legal key and no two ids collide.
+    """
+    day = _utc(epoch_s).strftime("%Y%m%d")
+    sid = strategy_id if _KV_SAFE.match(strategy_id) else "=" + strategy_id.encode().hex()
+    return f"{sid}.{day}"
+
+
+def minute_of_day_utc(epoch_s: float) -> int:
+    """UTC minutes after midnight (0..1439), the unit of :class:`core.symbols.Session`."""
+    t = _utc(epoch_s)
+    return t.hour * 60 + t.minute
+
+
+class DailyCounter(msgspec.Struct, frozen=True, kw_only=True):
+    """Trades and notional a strategy has sent today (the value stored under :func:`daily_bucket`)."""
+
+    count: int = 0
+    notional: Decimal = Decimal(0)
+
+    def add(self, notional: Decimal) -> "DailyCounter":
+        return DailyCounter(count=self.count + 1, notional=self.notional + notional)
