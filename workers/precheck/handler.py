@@ -13,6 +13,8 @@ intent passes, keyed by the cid so a redelivery never counts twice.
 from __future__ import annotations
 
 import json
+
+import msgspec
 import os
 import time
 from decimal import Decimal
@@ -52,7 +54,7 @@ class PrecheckWorker(WorkerApp):
         self.specs_at = 0.0
         self.counters = await self.js.key_value(KV_COUNTERS)
         self.ledger = await self.js.key_value(KV_LEDGER)
-        self.config = PrecheckConfig(**json.loads(os.environ.get("JETEXEC_PRECHECK_CONFIG", "{}")))
+        self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_PRECHECK_CONFIG", "{}")), PrecheckConfig, strict=False)
         self.risk_hook = load_risk_hook(json.loads(os.environ.get("JETEXEC_RISK_HOOK", "null")))
 
     def consumers(self):

@@ -9,6 +9,8 @@ Reads:     symbol specs and the VWAP volume profile from the venue (``venue.api.
 from __future__ import annotations
 
 import json
+
+import msgspec
 import os
 import time
 from decimal import Decimal
@@ -32,7 +34,7 @@ class SplitWorker(WorkerApp):
         self.venue = VenueClient(self.nc)
         self.specs: dict[str, SymbolSpec] = {}
         self.profiles: dict[str, tuple[Decimal, ...]] = {}
-        self.config = SplitConfig(**json.loads(os.environ.get("JETEXEC_SPLIT_CONFIG", "{}")))
+        self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_SPLIT_CONFIG", "{}")), SplitConfig, strict=False)
         self.profile_file = os.environ.get("JETEXEC_VOLUME_PROFILE_FILE")
 
     def consumers(self):
