@@ -109,7 +109,8 @@ class ConsumerSpec:
 
 
 CONSUMERS: dict[str, ConsumerSpec] = {
-    "coordinator": ConsumerSpec("EXEC_EVT", "coordinator", "exec.evt.*", ack_wait_s=30.0, max_deliver=20, max_ack_pending=4000),
+    # A short ack wait: after a coordinator crash its in-flight facts come back within seconds.
+    "coordinator": ConsumerSpec("EXEC_EVT", "coordinator", "exec.evt.*", ack_wait_s=3.0, max_deliver=50, max_ack_pending=4000),
     "ledger": ConsumerSpec("EXEC_EVT", "ledger", "exec.evt.*", ack_wait_s=30.0, max_deliver=20, max_ack_pending=4000),
     "precheck": ConsumerSpec("EXEC_CMD", "precheck", "exec.cmd.precheck.*"),
     "split": ConsumerSpec("EXEC_CMD", "split", "exec.cmd.split.*"),

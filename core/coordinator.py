@@ -3,6 +3,11 @@
 Pure: no I/O, no clock. The coordinator worker loads the record from KV, calls :func:`decide`,
 writes the result with a revision check, publishes ``record.outbox``, and acks. Every message in the
 outbox has a deterministic id (``<cid>.<version>.<n>``), so re-publishing after a crash is harmless.
+
+Re-applying a fact is a no-op (``decide`` returns None): facts carry what makes them idempotent
+(trade ids, child ids, the adjust round, the state they answer). This — not stream-sequence
+bookkeeping — is what makes redelivery safe, because after a crash JetStream redelivers the dead
+consumer's in-flight facts *after* newer ones.
 """
 
 from __future__ import annotations
@@ -79,7 +84,10 @@ class _Step:
         self.r.alerts.append(make_alert(code, stage, message, self.now))
 
     def alerts(self, alerts: tuple[Alert, ...]) -> None:
-        self.r.alerts.extend(alerts)
+        # A redelivered fact carries the same alerts (same code, message and timestamp): once only.
+        for a in alerts:
+            if a not in self.r.alerts:
+                self.r.alerts.append(a)
 
     def move(self, target: S, reason: str = "") -> None:
         current = self.r.state
@@ -324,8 +332,8 @@ def decide(record: ExecutionRecord | None, fact: Fact, now: float, cfg: Coordina
         c.generation = fact.generation
 
     elif isinstance(fact, AdjustDone):
-        if r.state is not S.ADJUSTING:
-            return None
+        if r.state is not S.ADJUSTING or fact.round != r.adjust_round:
+            return None  # late or repeated result of an earlier round
         st.alerts(fact.alerts)
         r.adjust_round = max(r.adjust_round, fact.round + 1)
         for rep in fact.replaced:
@@ -383,7 +391,7 @@ def decide(record: ExecutionRecord | None, fact: Fact, now: float, cfg: Coordina
         return None
 
     r.outbox = st.out
-    if msgspec.json.encode(msgspec.structs.replace(r, version=record.version, updated_at=record.updated_at, outbox=record.outbox, last_fact_seq=record.last_fact_seq)) == before:
+    if msgspec.json.encode(msgspec.structs.replace(r, version=record.version, updated_at=record.updated_at, outbox=record.outbox, last_fact_seq=record.last_fact_seq, outbox_log=record.outbox_log)) == before:
         return None  # nothing changed
     return r
 
@@ -457,7 +465,7 @@ def to_result(r: ExecutionRecord) -> ExecutionResult:
     notional = sum((c.notional for c in r.children), Decimal(0))
     avg = _plain(notional / filled) if filled > 0 else None
     target = r.target_qty if r.target_qty > 0 else (r.intent.qty if r.intent else Decimal(0))
-    rate = (filled / target).quantize(Decimal("0.0001")) if target > 0 else Decimal(0)
+    rate = _plain((filled / target).quantize(Decimal("0.0001"))) if target > 0 else Decimal(0)
     codes: list = []
     for a in r.alerts:
         if a.code not in codes:

@@ -87,7 +87,7 @@ def _receipt_result(receipt):
 def _print_results(results, as_json: bool) -> None:
     if as_json:
         for r in results:
-            out.print(_result_line(r), highlight=False, soft_wrap=True)
+            print(_result_line(r), flush=False)  # plain stdout: JSON lines must never be wrapped
         return
     table = Table(title=f"{len(results)} executions")
     for col in ("correlation_id", "symbol", "side", "qty", "state", "filled", "avg price", "reason", "alerts"):
@@ -183,7 +183,7 @@ def symbols(as_json: bool = typer.Option(False, "--json"), nats_url: Optional[st
             await client.close()
         if as_json:
             for i in infos:
-                out.print(json.dumps({"symbol": i.symbol, "reference_price": str(i.reference_price), "lot_size": str(i.lot_size), "tick_size": str(i.tick_size), "bid": str(i.bid), "ask": str(i.ask)}), highlight=False)
+                print(json.dumps({"symbol": i.symbol, "reference_price": str(i.reference_price), "lot_size": str(i.lot_size), "tick_size": str(i.tick_size), "bid": str(i.bid), "ask": str(i.ask)}))
             return
         table = Table(title="symbols")
         for col in ("symbol", "reference_price", "lot_size", "tick_size", "bid", "ask"):

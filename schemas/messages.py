@@ -310,6 +310,13 @@ class OutMsg(msgspec.Struct, frozen=True):
     data: bytes
 
 
+class OutboxEntry(msgspec.Struct, frozen=True):
+    """The outbox of one applied fact, kept so a redelivered fact can re-publish it."""
+
+    seq: int  # stream sequence of the fact that produced it
+    msgs: list[OutMsg]
+
+
 class Transition(msgspec.Struct, frozen=True):
     from_state: ExecutionState
     to_state: ExecutionState
@@ -345,6 +352,7 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     flatten_client_order_id: str | None = None
     last_fact_seq: int = 0
     outbox: list[OutMsg] = []
+    outbox_log: list[OutboxEntry] = []  # the last few outboxes, by fact sequence
 
 
 class ChildResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,9 +7,16 @@ State:     KV ``EXECUTIONS`` (key = cid), written only with a revision check.
 
 Per fact: load the record and its revision → :func:`core.coordinator.decide` → write with
 ``update(last=revision)`` (a concurrent writer makes us reload and re-decide) → publish the outbox
-(deterministic ids) → ack. A redelivered fact (stream sequence ≤ ``last_fact_seq``) re-publishes
-the stored outbox, which the server de-duplicates. Timers live in memory and are rebuilt from KV on
-start, so deadlines and TWAP schedules survive a restart.
+(deterministic ids) → ack. Re-applying a fact changes nothing; if the fact's own outbox is still in
+the record's ``outbox_log`` it is published again (the server drops the duplicate ids), which covers
+a crash between the KV write and the publish. On start, the coordinator re-publishes the recent
+outboxes of every execution (same reason: after a crash, JetStream redelivers the dead process's
+in-flight facts only after ``ack_wait``, newer facts first).
+
+Timers live in memory and are rebuilt from KV on start, so deadlines and TWAP schedules survive a
+restart. Stage timeouts that passed while no coordinator ran wait ``STARTUP_GRACE_S`` (longer than
+the consumer's ack wait), so stage results stuck with the dead process are applied before any
+timeout is judged.
 """
 
 from __future__ import annotations
@@ -23,12 +30,15 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from bus import metrics
 from bus.runtime import Delivery, Out, Retry, WorkerApp
-from bus.topology import KV_EXECUTIONS, evt_subject
+from bus.topology import CONSUMERS, DUPLICATE_WINDOW_S, KV_EXECUTIONS, evt_subject
 from core.coordinator import CoordinatorConfig, decide, next_wake
 from schemas.codec import decode, decode_fact, encode
-from schemas.messages import ExecutionRecord, TimerFired
+from schemas.messages import ExecutionRecord, OutboxEntry, TimerFired
 
 log = logging.getLogger("jetexec.coordinator")
+
+OUTBOX_LOG = 8
+STARTUP_GRACE_S = CONSUMERS["coordinator"].ack_wait_s + 1.0
 
 
 class CoordinatorWorker(WorkerApp):
@@ -41,7 +51,8 @@ class CoordinatorWorker(WorkerApp):
         self.timers: list[tuple[float, str]] = []
         self.wake_at: dict[str, float] = {}
         self.timer_event = asyncio.Event()
-        await self._load_timers()
+        self.grace_until = time.time() + STARTUP_GRACE_S
+        await self._recover()
         self.background.append(asyncio.create_task(self._timer_loop()))
 
     def consumers(self):
@@ -51,12 +62,15 @@ class CoordinatorWorker(WorkerApp):
         fact = decode_fact(d.data)
         for _attempt in range(20):
             record, revision = await self._load(fact.cid)
-            if record is not None and d.stream_seq and d.stream_seq <= record.last_fact_seq:
-                return self._outbox(record)  # already applied: re-publish, ids de-duplicate
             new = decide(record, fact, time.time(), self.config)
             if new is None:
-                return []
+                if record is None:
+                    return []
+                # Already applied (a redelivery): publish its outbox again if we still have it.
+                return [Out(m.subject, m.data, m.msg_id) for e in record.outbox_log if e.seq == d.stream_seq for m in e.msgs]
             new.last_fact_seq = d.stream_seq
+            if new.outbox:
+                new.outbox_log = [*(record.outbox_log if record else []), OutboxEntry(d.stream_seq, new.outbox)][-OUTBOX_LOG:]
             try:
                 if revision is None:
                     await self.kv.create(fact.cid, encode(new))
@@ -101,20 +115,25 @@ class CoordinatorWorker(WorkerApp):
         heapq.heappush(self.timers, (wake, record.cid))
         self.timer_event.set()
 
-    async def _load_timers(self) -> None:
-        """Rebuild every live execution's next wake-up from KV (restart safety)."""
+    async def _recover(self) -> None:
+        """Rebuild every live execution's next wake-up from KV, and re-publish recent outboxes."""
         try:
             keys = await self.kv.keys()
         except Exception:
             return  # empty bucket
+        recent = time.time() - DUPLICATE_WINDOW_S + 30  # only ids the server can still de-duplicate
         for key in keys:
             record, _ = await self._load(key)
-            if record is not None:
-                self._arm(record)
+            if record is None:
+                continue
+            self._arm(record)
+            if record.updated_at >= recent and record.outbox_log:
+                outs = [Out(m.subject, m.data, m.msg_id) for e in record.outbox_log for m in e.msgs]
+                await self.publisher.publish(outs)
 
     async def _timer_loop(self) -> None:
         while True:
-            delay = self.timers[0][0] - time.time() if self.timers else 3600
+            delay = max(self.timers[0][0], self.grace_until) - time.time() if self.timers else 3600
             if delay > 0:
                 self.timer_event.clear()
                 try:
