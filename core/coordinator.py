@@ -62,6 +62,22 @@ class CoordinatorConfig:
     fill_delay_warn_s: float = 30.0  # GR064
     max_adjust_rounds: int = 3
 
+    @classmethod
+    def from_mapping(cls, raw: dict | None) -> "CoordinatorConfig":
+        """From JSON such as ``{"stage_timeout_ms": {"MONITORING": 2000}, "fill_delay_warn_s": 5}``;
+        unknown keys or states raise ValueError (a typo must not silently keep a 60 s timeout)."""
+        raw = dict(raw or {})
+        timeouts = dict(STAGE_TIMEOUT_MS)
+        for name, ms in dict(raw.pop("stage_timeout_ms", {})).items():
+            state = S(name)
+            if state not in STAGE_TIMEOUT_MS or int(ms) <= 0:
+                raise ValueError(f"no stage timeout for {name} (or not > 0)")
+            timeouts[state] = int(ms)
+        cfg = cls(stage_timeout_ms=timeouts, fill_delay_warn_s=float(raw.pop("fill_delay_warn_s", 30.0)), max_adjust_rounds=int(raw.pop("max_adjust_rounds", 3)))
+        if raw:
+            raise ValueError(f"unknown coordinator settings: {', '.join(sorted(raw))}")
+        return cfg
+
 
 def _subject_cmd(stage: str, cid: str) -> str:
     return f"exec.cmd.{stage}.{cid}"

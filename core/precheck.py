@@ -257,7 +257,7 @@ def daily_bucket(strategy_id: str, epoch_s: float) -> str:
     (``"=" + utf8.hex()``), so every id maps to its own legal key and no two ids collide.
     """
     day = _utc(epoch_s).strftime("%Y%m%d")
-    sid = strategy_id if _KV_SAFE.match(strategy_id) else "=" + strategy_id.encode().hex()
+    sid = strategy_id if _KV_SAFE.fullmatch(strategy_id) else "=" + strategy_id.encode().hex()
     return f"{sid}.{day}"
 
 

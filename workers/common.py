@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from decimal import Decimal
 
@@ -82,6 +83,7 @@ class SafetyView:
         self.state = SafetyState.NORMAL
         self.mode: ExecutionMode | None = None
         self.halted: set[str] = set()  # cids, or "ALL"
+        self.risk_hook: dict | None = None  # operator override of the risk hook (key "risk_hook")
         self._kv = None
         self._task: asyncio.Task | None = None
         self.synced = asyncio.Event()
@@ -114,6 +116,11 @@ class SafetyView:
                 self.mode = ExecutionMode(value.decode())
             except ValueError:
                 pass
+        elif key == "risk_hook":
+            try:
+                self.risk_hook = None if deleted or not value else json.loads(value)
+            except ValueError:
+                self.risk_hook = None
         elif key.startswith("halt."):
             target = key[5:]
             if deleted or not value:

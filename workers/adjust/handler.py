@@ -8,7 +8,11 @@ Calls:     ``venue.api.modify`` (modify_order → ModifyAck) per re-priced child
 
 from __future__ import annotations
 
+import json
+import os
 import time
+
+import msgspec
 
 from bus.runtime import Delivery, Out, Retry, WorkerApp
 from bus.topology import evt_subject
@@ -29,7 +33,7 @@ class AdjustWorker(WorkerApp):
         self.market = MarketData()
         await self.market.start(self.nc)
         self.venue = VenueClient(self.nc)
-        self.config = AdjustConfig()
+        self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_ADJUST_CONFIG", "{}")), AdjustConfig, strict=False)
         self.specs: dict = {}
 
     def consumers(self):

@@ -4,6 +4,8 @@ Consumes:  ``exec.evt.<cid>`` (every fact; durable consumer ``coordinator``).
 Publishes: ``exec.cmd.<stage>.<cid>`` stage commands, ``exec.escape.<cid>`` escape requests, and
            ``exec.evt.<cid>`` TimerFired facts when a deadline or a scheduled child comes due.
 State:     KV ``EXECUTIONS`` (key = cid), written only with a revision check.
+Config:    ``JETEXEC_COORDINATOR_CONFIG`` JSON: ``stage_timeout_ms`` per state, ``fill_delay_warn_s``
+           (GR064), ``max_adjust_rounds``.
 
 Per fact: load the record and its revision → :func:`core.coordinator.decide` → write with
 ``update(last=revision)`` (a concurrent writer makes us reload and re-decide) → publish the outbox
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import json
 import logging
+import os
 import time
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -47,7 +51,7 @@ class CoordinatorWorker(WorkerApp):
 
     async def setup(self) -> None:
         self.kv = await self.js.key_value(KV_EXECUTIONS)
-        self.config = CoordinatorConfig()
+        self.config = CoordinatorConfig.from_mapping(json.loads(os.environ.get("JETEXEC_COORDINATOR_CONFIG", "{}")))
         self.timers: list[tuple[float, str]] = []
         self.wake_at: dict[str, float] = {}
         self.timer_event = asyncio.Event()

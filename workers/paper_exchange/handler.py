@@ -236,10 +236,14 @@ class PaperExchangeWorker(WorkerApp):
         return json.dumps({"orders": len(s.orders), "open": len(s.open_ids), "duplicate_attempts": s.duplicate_attempts, "rejected": s.rejected, "trade_seq": s.trade_seq, "step": s.step, "dropped_acks": s.dropped_acks, "faults": sorted(self.config.faults), "_": per_id}).encode()
 
     async def _faults(self, data: bytes) -> bytes:
-        """Fault injection for tests and drills: {"faults": ["disconnect", ...]} replaces the set."""
-        faults = frozenset(json.loads(data or b"{}").get("faults", []))
-        self.config = msgspec.structs.replace(self.config, faults=faults)
-        return json.dumps({"faults": sorted(faults)}).encode()
+        """Fault injection for tests and drills: ``{"faults": ["disconnect", ...], "reject_rate": "1"}``
+        replaces the fault set (and the reject rate when given)."""
+        req = json.loads(data or b"{}")
+        changes: dict = {"faults": frozenset(req.get("faults", []))}
+        if "reject_rate" in req:
+            changes["reject_rate"] = model.Decimal(str(req["reject_rate"]))
+        self.config = msgspec.structs.replace(self.config, **changes)
+        return json.dumps({"faults": sorted(self.config.faults), "reject_rate": str(self.config.reject_rate)}).encode()
 
     async def teardown(self) -> None:
         try:

@@ -2,12 +2,12 @@
 
 Consumes:  ``exec.cmd.precheck.<cid>`` PrecheckCommand (durable consumer ``precheck``).
 Publishes: ``exec.evt.<cid>`` PrecheckDone.
-Reads:     KV ``SAFETY`` (safety state, watched), KV ``COUNTERS`` (daily trades per strategy, CAS),
+Reads:     KV ``SAFETY`` (safety state and the operator's ``risk_hook`` override, watched), KV ``COUNTERS`` (daily trades per strategy, CAS),
            KV ``LEDGER`` (positions, when the ledger worker runs), venue quotes and symbol specs.
 
 A PAUSE from the risk hook is retried (nak with delay) until the PRECHECK deadline, then fails
-with RISK_PAUSE_TIMEOUT. The daily counter is incremented with a revision check only when the
-intent passes, keyed by the cid so a redelivery never counts twice.
+with RISK_PAUSE_TIMEOUT. The daily limit check and the counter increment are one compare-and-set
+(a conflict re-runs the checks), and a per-cid marker keeps a redelivery from counting twice.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from schemas.messages import PrecheckCommand, PrecheckDone
 from workers.common import MarketData, SafetyView, VenueClient
 
 PAUSE_RETRY_S = 0.25
+PAUSE_MARGIN_S = 0.5  # answer before the coordinator's own PRECHECK deadline
 
 
 def live_switches() -> tuple[bool, bool]:
@@ -69,6 +70,16 @@ class PrecheckWorker(WorkerApp):
                 pass  # venue down: VENUE_DISCONNECTED below if we know nothing
         return self.specs.get(symbol)
 
+    def _hook(self):
+        """The operator's live override (KV SAFETY ``risk_hook``) wins over the start-up config."""
+        override = self.safety.risk_hook
+        if override is not None:
+            try:
+                return load_risk_hook(override)
+            except ValueError:
+                return load_risk_hook({"kind": "blocking", "reason": "invalid risk_hook override in KV SAFETY"})
+        return self.risk_hook
+
     async def _position(self, symbol: str, strategy_id: str) -> Decimal:
         try:
             entry = await self.ledger.get(f"pos.{symbol}.{strategy_id}".replace("/", "_"))
@@ -83,34 +94,46 @@ class PrecheckWorker(WorkerApp):
         now = time.time()
         intent = cmd.intent
         spec = await self._spec(intent.symbol)
+        position = await self._position(intent.symbol, intent.strategy_id)
+        reference = self.market.mid(intent.symbol) or cmd.reference_price
         bucket = daily_bucket(intent.strategy_id, now)
-        counter, revision = await self._counter(bucket)
-        ctx = PrecheckContext(
-            safety_state=self.safety.state,
-            mode=cmd.mode,
-            venue_connected=self.market.connected or bool(self.specs),
-            spec=spec,
-            minute_of_day=minute_of_day_utc(now),
-            risk=evaluate_risk(self.risk_hook, intent, intent.qty),
-            live_switches=live_switches(),
-            position_qty=await self._position(intent.symbol, intent.strategy_id),
-            reference_price=self.market.mid(intent.symbol) or cmd.reference_price,
-            daily_count=counter.count,
-            daily_notional=counter.notional,
-            now=now,
-        )
-        outcome = run_precheck(intent, ctx, self.config)
-        if outcome.pause:
-            deadline = (cmd.issued_at or now) + STAGE_TIMEOUT_MS[ExecutionState.PRECHECK] / 1000
-            if now + PAUSE_RETRY_S < deadline:
-                raise Retry("risk hook says PAUSE", delay=PAUSE_RETRY_S)
-            outcome_fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=False, reason_code=ReasonCode.RISK_PAUSE_TIMEOUT, detail="risk hook kept PAUSE until the PRECHECK deadline", ts=now)
-            return [Out(evt_subject(cmd.cid), encode(outcome_fact), f"{cmd.cid}.precheck.{cmd.step}")]
-        if outcome.passed:
-            price = intent.price or ctx.reference_price or Decimal(0)
-            await self._count(bucket, counter, revision, outcome.qty * price, cmd.cid)
-        fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=outcome.passed, reason_code=outcome.reason_code, detail=outcome.detail, qty=outcome.qty, alerts=outcome.alerts, ts=now)
-        return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
+        marker = f"seen.{cmd.cid}"
+        for _attempt in range(50):
+            # Check and count atomically: the counter's revision is part of the decision, so two
+            # concurrent intents cannot both take the last trade of the day.
+            counter, revision = await self._counter(bucket)
+            counted = await self._has(marker)
+            if counted:  # a redelivery after this intent was already counted: judge it without itself
+                counter = DailyCounter(count=max(0, counter.count - 1), notional=counter.notional)
+            ctx = PrecheckContext(
+                safety_state=self.safety.state,
+                mode=cmd.mode,
+                venue_connected=self.market.connected or bool(self.specs),
+                spec=spec,
+                minute_of_day=minute_of_day_utc(now),
+                risk=evaluate_risk(self._hook(), intent, intent.qty),
+                live_switches=live_switches(),
+                position_qty=position,
+                reference_price=reference,
+                daily_count=counter.count,
+                daily_notional=counter.notional,
+                now=now,
+            )
+            outcome = run_precheck(intent, ctx, self.config)
+            if outcome.pause:
+                deadline = (cmd.issued_at or now) + STAGE_TIMEOUT_MS[ExecutionState.PRECHECK] / 1000 - PAUSE_MARGIN_S
+                if now + PAUSE_RETRY_S < deadline:
+                    raise Retry("risk hook says PAUSE", delay=PAUSE_RETRY_S)
+                fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=False, reason_code=ReasonCode.RISK_PAUSE_TIMEOUT, detail="risk hook kept PAUSE until the PRECHECK deadline", ts=now)
+                return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
+            if outcome.passed and not counted:
+                price = intent.price or reference or Decimal(0)
+                if not await self._count(bucket, counter, revision, outcome.qty * price):
+                    continue  # someone else counted meanwhile: decide again on the new counter
+                await self._mark(marker)
+            fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=outcome.passed, reason_code=outcome.reason_code, detail=outcome.detail, qty=outcome.qty, alerts=outcome.alerts, ts=now)
+            return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
+        raise Retry("daily counter contention")
 
     async def _counter(self, bucket: str) -> tuple[DailyCounter, int | None]:
         try:
@@ -119,23 +142,29 @@ class PrecheckWorker(WorkerApp):
         except KeyNotFoundError:
             return DailyCounter(), None
 
-    async def _count(self, bucket: str, counter: DailyCounter, revision: int | None, notional: Decimal, cid: str) -> None:
-        # Marker per cid first, so a redelivered command does not count the same trade twice.
+    async def _has(self, key: str) -> bool:
         try:
-            await self.counters.create(f"seen.{cid}", b"1")
+            await self.counters.get(key)
+            return True
+        except KeyNotFoundError:
+            return False
+
+    async def _mark(self, key: str) -> None:
+        try:
+            await self.counters.create(key, b"1")
         except Exception:
-            return
-        for _ in range(20):
-            new = counter.add(notional)
-            try:
-                if revision is None:
-                    await self.counters.create(bucket, encode(new))
-                else:
-                    await self.counters.update(bucket, encode(new), last=revision)
-                return
-            except (KeyWrongLastSequenceError, Exception):
-                counter, revision = await self._counter(bucket)
-        raise Retry("daily counter contention")
+            pass  # already marked by an earlier delivery
+
+    async def _count(self, bucket: str, counter: DailyCounter, revision: int | None, notional: Decimal) -> bool:
+        new = counter.add(notional)
+        try:
+            if revision is None:
+                await self.counters.create(bucket, encode(new))
+            else:
+                await self.counters.update(bucket, encode(new), last=revision)
+            return True
+        except Exception:  # wrong last sequence / key exists: a concurrent count
+            return False
 
 
 _ = SafetyState
