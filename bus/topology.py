@@ -112,7 +112,8 @@ CONSUMERS: dict[str, ConsumerSpec] = {
     # A short ack wait: after a coordinator crash its in-flight facts come back within seconds.
     "coordinator": ConsumerSpec("EXEC_EVT", "coordinator", "exec.evt.*", ack_wait_s=3.0, max_deliver=50, max_ack_pending=4000),
     "ledger": ConsumerSpec("EXEC_EVT", "ledger", "exec.evt.*", ack_wait_s=30.0, max_deliver=20, max_ack_pending=4000),
-    "precheck": ConsumerSpec("EXEC_CMD", "precheck", "exec.cmd.precheck.*"),
+    # PAUSE from a risk hook is retried every 0.25 s until the 5 s PRECHECK deadline: room for it.
+    "precheck": ConsumerSpec("EXEC_CMD", "precheck", "exec.cmd.precheck.*", max_deliver=40),
     "split": ConsumerSpec("EXEC_CMD", "split", "exec.cmd.split.*"),
     "send": ConsumerSpec("EXEC_CMD", "send", "exec.cmd.send.*", ack_wait_s=30.0, max_deliver=5),
     "adjust": ConsumerSpec("EXEC_CMD", "adjust", "exec.cmd.adjust.*"),

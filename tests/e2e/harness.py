@@ -72,7 +72,7 @@ class Up:
                 pids.append(int(d.name))
         return pids
 
-    def venue_stats(self) -> dict:
+    def request(self, subject: str, payload: dict) -> dict:
         import asyncio
 
         import nats
@@ -80,12 +80,48 @@ class Up:
         async def go():
             nc = await nats.connect(self.url)
             try:
-                msg = await nc.request("venue.api.stats", b"{}", timeout=5)
+                msg = await nc.request(subject, json.dumps(payload).encode(), timeout=5)
                 return json.loads(msg.data)
             finally:
                 await nc.close()
 
         return asyncio.run(go())
+
+    def venue_stats(self) -> dict:
+        return self.request("venue.api.stats", {})
+
+    def venue_faults(self, faults: list[str], reject_rate: str = "0") -> dict:
+        return self.request("venue.api.faults", {"faults": faults, "reject_rate": reject_rate})
+
+    def kv(self, bucket: str, key: str, value: str | None) -> None:
+        """Put (or delete, when value is None) one KV entry: the operator's knobs live in KV SAFETY."""
+        import asyncio
+
+        import nats
+
+        async def go():
+            nc = await nats.connect(self.url)
+            try:
+                kv = await nc.jetstream().key_value(bucket)
+                if value is None:
+                    await kv.delete(key)
+                else:
+                    await kv.put(key, value.encode())
+            finally:
+                await nc.close()
+
+        asyncio.run(go())
+
+    def status(self, cid: str) -> dict:
+        res = self.cli("status", cid, "--json")
+        assert res.returncode == 0, res.stderr.decode()
+        return json.loads(res.stdout)
+
+    def submit_nowait(self, intents: list[dict]) -> list[dict]:
+        lines = "\n".join(json.dumps(i) for i in intents).encode() + b"\n"
+        res = self.cli("submit", "-", "--json", input=lines)
+        assert res.returncode == 0, res.stderr.decode()
+        return [json.loads(line) for line in res.stdout.decode().splitlines() if line.strip()]
 
 
 def market_intents(n: int, prefix: str, **extra) -> list[dict]:
