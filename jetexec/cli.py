@@ -89,14 +89,17 @@ def _print_results(results, as_json: bool) -> None:
         for r in results:
             print(_result_line(r), flush=False)  # plain stdout: JSON lines must never be wrapped
         return
-    table = Table(title=f"{len(results)} executions")
-    for col in ("correlation_id", "symbol", "side", "qty", "state", "filled", "avg price", "reason", "alerts"):
-        table.add_column(col)
+    table = Table(title=f"{len(results)} executions", padding=(0, 1))
+    table.add_column("correlation_id", no_wrap=True)
+    table.add_column("order", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("filled", no_wrap=True, justify="right")
+    table.add_column("avg price", no_wrap=True, justify="right")
+    table.add_column("reason / alerts", min_width=26, overflow="fold")
     for r in results:
-        table.add_row(
-            r.correlation_id, r.symbol or "", r.side.value if r.side else "", str(r.qty or ""), r.state.value, str(r.filled_qty),
-            str(r.avg_fill_price or ""), r.reason_code.value if r.reason_code else "", ",".join(a.value for a in r.alerts),
-        )
+        order = f"{r.side.value} {r.qty} {r.symbol}" if r.side else "(invalid intent)"
+        why = " ".join(x for x in ((r.reason_code.value if r.reason_code else ""), ",".join(a.value for a in r.alerts)) if x)
+        table.add_row(r.correlation_id[:11], order, r.state.value, str(r.filled_qty), str(r.avg_fill_price or ""), why)
     out.print(table)
 
 

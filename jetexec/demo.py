@@ -1,4 +1,5 @@
-"""``jetexec demo``: the whole system on an embedded server, a sample batch, live progress, a summary."""
+"""``jetexec demo``: the whole system on an embedded server — a mixed batch with live progress, an
+emergency escape of resting orders, a halt that refuses new intents, a resume, and a summary."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from bus.server import free_port
 from jetexec.supervisor import run_up
 
 console = Console()
+TERMINAL = ("COMPLETE", "FAILED", "ESCAPED")
 
 
 def sample_lines() -> list[bytes]:
@@ -25,8 +27,48 @@ def sample_lines() -> list[bytes]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+async def _until(pred, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError("demo step did not finish in time")
+        await asyncio.sleep(0.05)
+
+
+async def _batch(client, lines: list[bytes]):
+    from jetexec.cli import submit_lines
+
+    seen: dict[str, str] = {}
+    task = asyncio.create_task(submit_lines(client, lines, wait=True, timeout=90, on_update=lambda rec: seen.__setitem__(rec.cid, rec.state.value)))
+    with Live(console=console, refresh_per_second=8, transient=True) as live:
+        while not task.done():
+            states = Counter(seen.values())
+            live.update(f"{len(lines)} intents · " + " · ".join(f"{k} {v}" for k, v in sorted(states.items())))
+            await asyncio.sleep(0.1)
+    return task.result()
+
+
+async def _resting(client, key: str, qty: int = 30, split: str | None = None) -> str:
+    """A BUY limit 1 % under the market: it rests (collar-safe) until something cancels it."""
+    from workers.common import VenueClient
+
+    quote = next(q for q in await VenueClient(client.nc).symbols() if q.symbol == "AAPL")
+    price = (quote.reference_price * 99 / 100).quantize(quote.tick_size)
+    intent = {"symbol": "AAPL", "side": "BUY", "qty": qty, "order_type": "LIMIT", "price": str(price), "strategy_id": "demo-resting", "client_key": key}
+    if split:
+        intent |= {"split": split, "horizon_s": 1}
+    receipt = await client.submit(intent)
+
+    async def resting() -> bool:
+        rec = await client.record(receipt.correlation_id)
+        return bool(rec and rec.children and all(c.state.value == "ACKNOWLEDGED" for c in rec.children))
+
+    await _until(resting)
+    return receipt.correlation_id
+
+
 async def run_demo(keep: bool = False) -> None:
-    from jetexec.cli import CliError, _print_results, submit_lines
+    from jetexec.cli import CliError, _print_results
     from jetexec.client import JetexecClient
 
     tmp = Path(tempfile.mkdtemp(prefix="jetexec-demo-"))
@@ -35,34 +77,52 @@ async def run_demo(keep: bool = False) -> None:
 
     async def scenario(url: str, _sup) -> None:
         try:
-            console.print(f"[bold]jetexec demo[/bold] — nats-server at {url}, data in {tmp}")
+            console.print(f"[bold]jetexec demo[/bold] — nats-server at {url}, {len(_sup.children)} worker processes, data in {tmp}")
             client = await JetexecClient.open(url)
-            lines = sample_lines()
-            states: Counter = Counter()
-            seen: dict[str, str] = {}
-
-            def on_update(rec) -> None:
-                seen[rec.cid] = rec.state.value
-
             started = time.monotonic()
-            task = asyncio.create_task(submit_lines(client, lines, wait=True, timeout=90, on_update=on_update))
-            with Live(console=console, refresh_per_second=8, transient=True) as live:
-                while not task.done():
-                    states = Counter(seen.values())
-                    live.update(f"{len(lines)} intents submitted · " + " · ".join(f"{k} {v}" for k, v in sorted(states.items())))
-                    await asyncio.sleep(0.1)
-            results = task.result()
-            elapsed = time.monotonic() - started
+
+            console.rule("1. a mixed batch: SINGLE, TWAP, ICEBERG, LIMIT, bad input, a repeated intent")
+            lines = sample_lines()
+            results = await _batch(client, lines)
             _print_results(results, as_json=False)
-            final = Counter(r.state.value for r in results)
+            console.print(f"{len(results)} results for {len(set(r.correlation_id for r in results))} executions: the repeated intent was de-duplicated")
+
+            console.rule("2. emergency escape of an execution resting at the venue")
+            cid = await _resting(client, "demo-escape", qty=50, split="TWAP")
+            await client.escape(cid)
+            escaped = await client.wait(cid, timeout=30)
+            _print_results([escaped], as_json=False)
+
+            console.rule("3. halt: LOCKDOWN cancels everything live and refuses new intents")
+            live_cid = await _resting(client, "demo-halt")
+            await client.halt()
+            halted = await client.wait(live_cid, timeout=30)
+            refused = await client.wait((await client.submit({"symbol": "MSFT", "side": "BUY", "qty": 1, "strategy_id": "demo-halt", "client_key": "during-halt"})).correlation_id, timeout=30)
+            _print_results([halted, refused], as_json=False)
+
+            console.rule("4. resume")
+            await client.resume()
+            after = await client.wait((await client.submit({"symbol": "MSFT", "side": "BUY", "qty": 1, "strategy_id": "demo-halt", "client_key": "after-resume"})).correlation_id, timeout=30)
+            _print_results([after], as_json=False)
+
+            every = results + [escaped, halted, refused, after]
+            final = Counter(r.state.value for r in every)
             table = Table(title="summary")
             table.add_column("state")
             table.add_column("executions")
             for k, v in sorted(final.items()):
                 table.add_row(k, str(v))
             console.print(table)
-            console.print(f"{len(results)} results ({len(set(r.correlation_id for r in results))} executions: the repeated intent was de-duplicated) in {elapsed:.1f}s")
-            outcome["ok"] = all(r.state.value in ("COMPLETE", "FAILED", "ESCAPED") for r in results)
+            alerts = Counter(a.value for r in every for a in r.alerts)
+            console.print("alerts raised: " + (", ".join(f"{k}×{v}" for k, v in sorted(alerts.items())) or "none"))
+            console.print(f"done in {time.monotonic() - started:.1f}s")
+            outcome["ok"] = (
+                all(r.state.value in TERMINAL for r in every)
+                and escaped.state.value == "ESCAPED"
+                and halted.state.value == "ESCAPED"
+                and refused.state.value == "FAILED"
+                and after.state.value == "COMPLETE"
+            )
             await client.close()
         except Exception as exc:
             outcome["error"] = exc
@@ -77,4 +137,4 @@ async def run_demo(keep: bool = False) -> None:
     if "error" in outcome:
         raise outcome["error"]
     if not outcome.get("ok"):
-        raise CliError("some executions did not reach a terminal state")
+        raise CliError("the demo did not end as expected (see the tables above)")
