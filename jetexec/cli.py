@@ -22,7 +22,7 @@ from schemas.codec import encode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="jetexec — order execution on NATS JetStream")
 console = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 140)  # pipes and logs: no mid-word wrapping
 
 NatsUrl = typer.Option(None, "--nats-url", envvar="JETEXEC_NATS_URL", help=f"NATS server URL (default {DEFAULT_URL})")
 

@@ -4,6 +4,7 @@ emergency escape of resting orders, a halt that refuses new intents, a resume, a
 from __future__ import annotations
 
 import asyncio
+import sys
 import shutil
 import tempfile
 import time
@@ -18,7 +19,7 @@ from rich.table import Table
 from bus.server import free_port
 from jetexec.supervisor import run_up
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)
 TERMINAL = ("COMPLETE", "FAILED", "ESCAPED")
 
 
