@@ -1,0 +1,392 @@
+"""Ledger — order ledger, position ledger, audit log, reconciliation, market capture for TCA.
+
+Consumes:  ``exec.evt.<cid>`` (every fact; durable consumer ``ledger`` on ``EXEC_EVT``).
+Publishes: ``exec.audit.<cid>`` audit entries (stream ``AUDIT``; ``exec.audit.system`` for entries of
+           no execution), ``Nats-Msg-Id = audit.<source>.<n>`` with ``source = evt:<fact stream seq>``;
+           back-filled ``ChildFill`` facts (reconciliation, id ``<cid>.fill.<trade id>`` — the
+           monitor's own id, so a late original and the back-fill de-duplicate).
+Reads:     KV ``SAFETY`` (watch: halt / resume / mode / fences → OPERATOR_ACTION entries, exactly
+           once by KV revision), ``venue.md.<symbol>`` quotes (marks, mid history), the venue
+           (``venue.api.query``/``stats``; ``fills``/``tape`` when served).
+State:     KV ``LEDGER`` (see :mod:`workers.ledger.store`): ``x.<cid>``, ``pbook.*``/``pos.*``, ``mkt.<cid>``.
+Config:    ``JETEXEC_COORDINATOR_CONFIG`` (the same as the coordinator's: the ledger re-runs its
+           decisions), ``JETEXEC_RECON_INTERVAL_S`` (30; 0 = off), ``JETEXEC_SNAPSHOT_INTERVAL_S``
+           (60; 0 = off), ``JETEXEC_RECON_GRACE_S`` (2).
+
+Per fact (see :mod:`workers.ledger.state` for the fold):
+
+1. Load the execution's state. A fact at or below its ``last_seq`` was applied: publish its stored
+   audit messages again (if still kept) and ack — the ids make it a no-op for the server.
+2. **Gap fill.** Facts of one cid must be folded in stream order, but after a crash JetStream
+   redelivers the dead process's in-flight facts only after ``ack_wait`` — newer facts first — and a
+   retried fact is overtaken by the next one. So before applying fact S, read the cid's facts between
+   ``last_seq`` and S straight from the stream (``next_by_subj``) and apply them first. Their own
+   later deliveries are then no-ops.
+3. Fold each (pure), book its fill in the position slot (stream-seq ordered; invariant checked after
+   every update — a breach is an ``ALERT`` entry), persist ``pbook``/``pos`` then ``x.<cid>``
+   (positions first: a redelivered fill is recognised by its trade id in the slot's tail).
+4. Return the audit messages; the runtime publishes them and acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import json
+import logging
+import os
+import time
+from decimal import Decimal
+
+import msgspec
+from nats.js.errors import KeyNotFoundError
+
+from bus.runtime import Delivery, Out, WorkerApp
+from bus.topology import CONSUMERS, KV_LEDGER, KV_SAFETY, audit_subject, evt_subject
+from core import audit
+from core.coordinator import CoordinatorConfig
+from core.ledger import LedgerPrecisionError, Position, PositionBook, apply_fill, check_invariant, snapshot
+from schemas.codec import decode, encode
+from schemas.messages import OutMsg
+from workers.ledger import market as mkt
+from workers.ledger import store, venue_ops
+from workers.ledger.state import CidState, OutboxItem, PositionSlot, apply_fact, apply_undecodable, decode_for, new_slot, slot_compact, slot_insert, slot_position
+
+log = logging.getLogger("jetexec.ledger")
+
+CACHE_MAX = 20000
+OUTBOX_KEEP_MAX = 256
+CAPTURE_DELAY_S = 1.5
+CAPTURE_PAD_S = 1.0
+
+
+def coordinator_config() -> CoordinatorConfig:
+    return CoordinatorConfig.from_mapping(json.loads(os.environ.get("JETEXEC_COORDINATOR_CONFIG", "{}")))
+
+
+def public_position(pos: Position, mark: Decimal | None, slot: PositionSlot | None = None) -> dict:
+    """The ``pos.*`` JSON: the contract keys of :func:`core.ledger.snapshot` plus bookkeeping."""
+    row = snapshot(PositionBook({pos.key: pos}, {}), {pos.symbol: mark} if mark is not None else {})[0]
+    if slot is not None:
+        row["last_seq"] = slot.last_seq
+        row["updated_at"] = slot.updated_ts
+    return row
+
+
+def audit_out(e: audit.AuditEntry) -> OutMsg:
+    return OutMsg(audit_subject(e.correlation_id), audit.msg_id(e.source, e.n), audit.encode_entry(e))
+
+
+class LedgerWorker(WorkerApp):
+    name = "ledger"
+    concurrency = 64
+
+    async def setup(self) -> None:
+        self.kv = await self.js.key_value(KV_LEDGER)
+        self.cfg = coordinator_config()
+        self.recon_interval_s = float(os.environ.get("JETEXEC_RECON_INTERVAL_S", "30"))
+        self.snapshot_interval_s = float(os.environ.get("JETEXEC_SNAPSHOT_INTERVAL_S", "60"))
+        self.recon_grace_s = float(os.environ.get("JETEXEC_RECON_GRACE_S", "2"))
+        self.states: collections.OrderedDict[str, CidState] = collections.OrderedDict()
+        self.slots: dict[tuple[str, str], PositionSlot] = {}
+        self.current: dict[tuple[str, str], Position] = {}
+        self.ack_floor = 0
+        self.captures: list[tuple[float, str]] = []
+        self.capture_event = asyncio.Event()
+        self.applied_facts = 0
+        self.market = mkt.MarketRecorder()
+        await self.market.start(self.nc)
+        await self._load_slots()
+        await self._refresh_ack_floor()
+        self.background.append(asyncio.create_task(self._floor_loop()))
+        self.background.append(asyncio.create_task(self._safety_loop()))
+        self.background.append(asyncio.create_task(self._capture_loop()))
+        if self.recon_interval_s > 0:
+            self.background.append(asyncio.create_task(self._recon_loop()))
+        if self.snapshot_interval_s > 0:
+            self.background.append(asyncio.create_task(self._snapshot_loop()))
+
+    def consumers(self):
+        return [("ledger", self.handle)]
+
+    # ---- the fact handler --------------------------------------------------------------------
+    async def handle(self, d: Delivery) -> list[Out]:
+        cid = d.cid
+        seq = d.stream_seq
+        st = await self._state(cid)
+        if st is not None and seq <= st.last_seq:
+            return [Out(m.subject, m.data, m.msg_id) for e in st.outbox_log if e.seq == seq for m in e.msgs]
+        raws = await self._gap(cid, st.last_seq if st is not None else 0, seq)
+        raws.append(store.RawMsg(seq=seq, ts=store.msg_ts(d.msg), subject=d.subject, data=d.data))
+        outs: list[Out] = []
+        touched: set[tuple[str, str]] = set()
+        was_terminal = st is not None and st.terminal
+        for raw in raws:
+            st, msgs, keys = self._apply(st, cid, raw)
+            outs += [Out(m.subject, m.data, m.msg_id) for m in msgs]
+            touched |= keys
+        assert st is not None
+        await self._persist_slots(touched)
+        st.outbox_log = [e for e in st.outbox_log if e.seq > self.ack_floor][-OUTBOX_KEEP_MAX:]
+        await self.kv.put(store.state_key(cid), encode(st))
+        self._cache(cid, st)
+        self.applied_facts += len(raws)
+        if st.terminal and not was_terminal:
+            self._schedule_capture(st)
+        return outs
+
+    def _apply(self, st: CidState | None, cid: str, raw: store.RawMsg) -> tuple[CidState, list[OutMsg], set]:
+        fact = decode_for(cid, raw.data)
+        if isinstance(fact, tuple):
+            step = apply_undecodable(st, cid, raw.seq, raw.ts, fact[1])
+        else:
+            step = apply_fact(st, fact, raw.seq, raw.ts, self.cfg)
+        entries = list(step.entries)
+        keys: set = set()
+        if step.fill is not None:
+            key, extra = self._book(step.fill, raw.seq, raw.ts, cid)
+            keys.add(key)
+            if extra:
+                entries += audit.numbered(extra, f"evt:{raw.seq}", start=len(step.entries))
+                step.state.n_audit += len(extra)
+        msgs = [audit_out(e) for e in entries]
+        if msgs:
+            step.state.outbox_log.append(OutboxItem(raw.seq, msgs))
+        return step.state, msgs, keys
+
+    def _book(self, fill, seq: int, ts: float, cid: str) -> tuple[tuple[str, str], list[audit.AuditEntry]]:
+        """Insert a fill into its position slot; the invariant is checked after every update."""
+        key = (fill.symbol, fill.strategy_id)
+        slot = self.slots.get(key) or new_slot(*key)
+        alerts: list[audit.AuditEntry] = []
+        new, applied, in_order = slot_insert(slot, seq, fill, ts)
+        if applied:
+            try:
+                cur = self.current.get(key)
+                pos = apply_fill(cur, fill.side, fill.qty, fill.price, fill.fee) if in_order and cur is not None else slot_position(new)
+            except (ValueError, LedgerPrecisionError) as exc:
+                alerts.append(audit.ledger_alert(cid, "LEDGER_POSITION_ERROR", f"fill {fill.trade_id} not booked: {exc}", ts, fill.client_order_id, trade_id=fill.trade_id))
+                return key, alerts
+            if seq <= slot.base_seq:
+                alerts.append(audit.ledger_alert(cid, "LEDGER_FILL_ORDER", f"fill {fill.trade_id} (seq {seq}) arrived after its position was compacted to seq {slot.base_seq}: booked last, replay order differs", ts, fill.client_order_id, trade_id=fill.trade_id))
+            self.slots[key] = new
+            self.current[key] = pos
+        else:
+            pos = self.current.get(key) or slot_position(slot)
+        reason = check_invariant(pos)
+        if reason is not None:
+            log.error("position invariant breach: %s", reason)
+            alerts.append(audit.ledger_alert(cid, "LEDGER_INVARIANT_BREACH", reason, ts, fill.client_order_id, symbol=fill.symbol, strategy_id=fill.strategy_id, trade_id=fill.trade_id))
+        return key, alerts
+
+    async def _gap(self, cid: str, last: int, seq: int) -> list[store.RawMsg]:
+        """Facts of ``cid`` with ``last < seq' < seq`` not yet applied, read from the stream."""
+        out: list[store.RawMsg] = []
+        cur = last + 1
+        while cur < seq:
+            raw = await store.next_msg(self.nc, store.EVT_STREAM, evt_subject(cid), cur)
+            if raw is None or raw.seq >= seq:
+                break
+            out.append(raw)
+            cur = raw.seq + 1
+        return out
+
+    # ---- state cache and persistence --------------------------------------------------------
+    async def _state(self, cid: str) -> CidState | None:
+        st = self.states.get(cid)
+        if st is not None:
+            self.states.move_to_end(cid)
+            return st
+        try:
+            entry = await self.kv.get(store.state_key(cid))
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        st = decode(entry.value, CidState)
+        self._cache(cid, st)
+        return st
+
+    def _cache(self, cid: str, st: CidState) -> None:
+        self.states[cid] = st
+        self.states.move_to_end(cid)
+        while len(self.states) > CACHE_MAX:
+            self.states.popitem(last=False)
+
+    async def _load_slots(self) -> None:
+        for _key, value in (await store.kv_scan(self.nc, KV_LEDGER, "pbook.")).items():
+            try:
+                slot = decode(value, PositionSlot)
+            except Exception:
+                log.exception("unreadable position slot %s", _key)
+                continue
+            k = (slot.symbol, slot.strategy_id)
+            self.slots[k] = slot
+            self.current[k] = slot_position(slot)
+
+    async def _persist_slots(self, keys) -> None:
+        for key in sorted(keys):
+            slot = slot_compact(self.slots[key], self.ack_floor)
+            self.slots[key] = slot
+            await self.kv.put(store.pbook_key(*key), encode(slot))
+            pos = self.current[key]
+            await self.kv.put(store.pos_key(*key), json.dumps(public_position(pos, self.market.mark(pos.symbol), slot)).encode())
+
+    async def _refresh_ack_floor(self) -> None:
+        try:
+            info = await self.js.consumer_info(store.EVT_STREAM, CONSUMERS["ledger"].durable)
+            self.ack_floor = max(self.ack_floor, info.ack_floor.stream_seq)
+        except Exception:
+            pass
+
+    async def _floor_loop(self) -> None:
+        """Track the consumer's ack floor; fold settled tails into their base now and then."""
+        last_compact = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            await self._refresh_ack_floor()
+            if time.monotonic() - last_compact > 5.0:
+                last_compact = time.monotonic()
+                stale = [k for k, s in self.slots.items() if s.tail and s.tail[0].seq <= self.ack_floor]
+                try:
+                    await self._persist_slots(stale)
+                except Exception:
+                    log.warning("compaction write failed; retrying later")
+
+    # ---- dead letters ------------------------------------------------------------------------
+    async def on_dead_letter(self, d: Delivery, reason: str, detail: str) -> None:
+        parts = d.subject.split(".")
+        if parts[:2] != ["exec", "evt"] or len(parts) != 3:
+            return
+        e = audit.ledger_alert(parts[2], "LEDGER_FACT_DEAD_LETTERED", f"fact at stream seq {d.stream_seq} dead-lettered ({reason}): {detail}"[:500], time.time(), stream_seq=d.stream_seq)
+        e = audit.numbered([e], f"dlq:{d.stream_seq}")[0]
+        m = audit_out(e)
+        await self.publisher.publish_one(m.subject, m.data, m.msg_id)
+
+    # ---- operator actions: KV SAFETY ---------------------------------------------------------
+    async def _safety_loop(self) -> None:
+        while True:
+            try:
+                await self._watch_safety()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("SAFETY watch failed; restarting it")
+            await asyncio.sleep(1.0)
+
+    async def _watch_safety(self) -> None:
+        safety = await self.js.key_value(KV_SAFETY)
+        try:
+            hwm = json.loads((await self.kv.get("hwm.safety")).value)
+        except (KeyNotFoundError, Exception):
+            hwm = {"revision": 0, "values": {}}
+        values: dict[str, str | None] = dict(hwm.get("values", {}))
+        watcher = await safety.watchall(include_history=True)
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=5.0)
+                except Exception:
+                    continue
+                if entry is None:
+                    continue
+                op = str(entry.operation or "").upper()
+                deleted = op.endswith(("DEL", "PURGE"))
+                value = None if deleted or entry.value is None else entry.value.decode(errors="replace")
+                if entry.revision is None or entry.revision <= hwm["revision"]:
+                    continue
+                created = entry.created.timestamp() if hasattr(entry.created, "timestamp") else time.time()
+                entries = audit.numbered(audit.safety_entries(entry.key, value, values.get(entry.key), deleted, created), f"safety:{entry.revision}")
+                msgs = [audit_out(e) for e in entries]
+                if msgs:
+                    await self.publisher.publish([Out(m.subject, m.data, m.msg_id) for m in msgs])
+                values[entry.key] = value
+                hwm = {"revision": entry.revision, "values": values}
+                await self.kv.put("hwm.safety", json.dumps(hwm).encode())
+        finally:
+            try:
+                await watcher.stop()
+            except Exception:
+                pass
+
+    # ---- market capture for TCA --------------------------------------------------------------
+    def _schedule_capture(self, st: CidState) -> None:
+        if st.record is None or st.symbol is None:
+            return
+        if time.time() - st.record.completed_at > mkt.HISTORY_S:
+            return  # replayed long after the fact: nothing recorded any more
+        heapq.heappush(self.captures, (time.time() + CAPTURE_DELAY_S, st.cid))
+        self.capture_event.set()
+
+    async def _capture_loop(self) -> None:
+        while True:
+            if not self.captures:
+                self.capture_event.clear()
+                await self.capture_event.wait()
+                continue
+            due, cid = self.captures[0]
+            if due > time.time():
+                self.capture_event.clear()
+                try:
+                    await asyncio.wait_for(self.capture_event.wait(), due - time.time())
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            heapq.heappop(self.captures)
+            try:
+                await self.capture(cid)
+            except Exception:
+                log.exception("market capture failed for %s", cid)
+
+    async def capture(self, cid: str) -> dict | None:
+        st = await self._state(cid)
+        if st is None or st.record is None or st.symbol is None:
+            return None
+        t0 = (st.created_ts or st.record.created_at) - CAPTURE_PAD_S
+        t1 = (st.record.completed_at or time.time()) + CAPTURE_PAD_S
+        try:
+            tape = await venue_ops.tape(self.nc, st.symbol, st.created_ts or st.record.created_at, st.record.completed_at or time.time())
+        except venue_ops.OpUnavailable:
+            tape = None
+        doc = mkt.capture(self.market, st.symbol, t0, t1, tape)
+        doc["cid"] = cid
+        await self.kv.put(store.mkt_key(cid), json.dumps(doc).encode())
+        return doc
+
+    # ---- reconciliation and snapshots ----------------------------------------------------------
+    async def _recon_loop(self) -> None:
+        from workers.ledger.recon import Reconciler
+
+        await asyncio.sleep(min(5.0, self.recon_interval_s))  # startup recon, once caught up a little
+        while True:
+            try:
+                await Reconciler(self.nc, grace_s=self.recon_grace_s).run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconciliation pass failed")
+            await asyncio.sleep(self.recon_interval_s)
+
+    async def _snapshot_loop(self) -> None:
+        from workers.ledger.recon import take_snapshot
+
+        while True:
+            await asyncio.sleep(self.snapshot_interval_s)
+            try:
+                await self._refresh_marks()
+                await take_snapshot(self.nc, store_it=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("snapshot failed")
+
+    async def _refresh_marks(self) -> None:
+        """Re-publish ``pos.*`` with the latest marks (unrealized PnL moves with the market)."""
+        for key, pos in list(self.current.items()):
+            mark = self.market.mark(pos.symbol)
+            if mark is not None and pos.qty != 0:
+                await self.kv.put(store.pos_key(*key), json.dumps(public_position(pos, mark, self.slots.get(key))).encode())
+
+
+_ = msgspec

@@ -1,0 +1,180 @@
+"""I/O helpers of the ledger: KV key names, stream timestamps, reading streams and buckets in bulk.
+
+KV ``LEDGER`` keys (one writer: the ledger worker; anyone may read):
+
+* ``pos.<symbol>.<strategy_id>`` — the public position JSON (``qty`` etc. as decimal strings; the
+  precheck worker reads ``qty``). Characters a KV key cannot hold are replaced (:func:`key_part`).
+* ``pbook.<symbol>.<strategy_id>`` — the position slot (base + seq-ordered tail), the source of truth.
+* ``x.<cid>`` — one execution's :class:`workers.ledger.state.CidState` (order ledger, fills, record copy).
+* ``mkt.<cid>`` — market data captured for TCA when the execution ended (mids, venue tape VWAP).
+* ``hwm.safety`` — the last KV ``SAFETY`` revision audited; ``recon.issues`` / ``recon.last`` /
+  ``snap.latest`` — reconciliation state and the latest snapshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+EVT_STREAM = "EXEC_EVT"
+AUDIT_STREAM = "AUDIT"
+
+_BAD = re.compile(r"[^-_=.a-zA-Z0-9]")
+
+
+def key_part(s: str) -> str:
+    """A KV-safe key token: ``/`` → ``_`` (as the precheck worker does), ``:`` → ``=``, anything
+    else outside ``[-_=.a-zA-Z0-9]`` → ``_``."""
+    return _BAD.sub("_", s.replace("/", "_").replace(":", "="))
+
+
+def pos_key(symbol: str, strategy_id: str) -> str:
+    return f"pos.{key_part(symbol)}.{key_part(strategy_id)}"
+
+
+def pbook_key(symbol: str, strategy_id: str) -> str:
+    return f"pbook.{key_part(symbol)}.{key_part(strategy_id)}"
+
+
+def state_key(cid: str) -> str:
+    return f"x.{cid}"
+
+
+def mkt_key(cid: str) -> str:
+    return f"mkt.{cid}"
+
+
+# ---- stream timestamps: integer nanoseconds, the same on every read path -----------------------
+
+
+def ns_from_reply(reply: str | None) -> int:
+    """The stream timestamp (ns) from a JetStream delivery's reply subject ($JS.ACK....)."""
+    if not reply:
+        return 0
+    tokens = reply.split(".")
+    if len(tokens) == 9:  # v1: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        return int(tokens[7])
+    if len(tokens) >= 11:  # v2: $JS.ACK.<domain>.<acchash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        return int(tokens[9])
+    return 0
+
+
+def ns_from_rfc3339(s: str) -> int:
+    """``2024-05-18T02:40:00.123456789Z`` → ns (nanosecond digits kept exactly)."""
+    m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$", s.strip())
+    if not m:
+        raise ValueError(f"bad timestamp {s!r}")
+    base = _dt.datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
+    frac = (m.group(2) or "").ljust(9, "0")[:9]
+    return int(base.timestamp()) * 1_000_000_000 + int(frac)
+
+
+def ns_to_ts(ns: int) -> float:
+    """Epoch seconds at microsecond resolution (deterministic: the same ns → the same float)."""
+    return (ns // 1000) / 1_000_000
+
+
+def msg_ts(msg: Msg) -> float:
+    return ns_to_ts(ns_from_reply(msg.reply))
+
+
+# ---- reading single messages and whole streams -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawMsg:
+    seq: int
+    ts: float
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None = None
+
+
+async def next_msg(nc: Client, stream: str, subject: str, start_seq: int, timeout: float = 5.0) -> RawMsg | None:
+    """The first message on ``subject`` with sequence >= ``start_seq`` (None if there is none)."""
+    req = json.dumps({"seq": max(1, start_seq), "next_by_subj": subject}).encode()
+    resp = await nc.request(f"$JS.API.STREAM.MSG.GET.{stream}", req, timeout=timeout)
+    body = json.loads(resp.data)
+    if "error" in body:
+        if body["error"].get("code") == 404:
+            return None
+        raise RuntimeError(f"stream get {stream}/{subject}@{start_seq}: {body['error']}")
+    m = body["message"]
+    data = base64.b64decode(m["data"]) if m.get("data") else b""
+    return RawMsg(seq=int(m["seq"]), ts=ns_to_ts(ns_from_rfc3339(m["time"])), subject=m["subject"], data=data)
+
+
+async def read_stream(
+    nc: Client,
+    stream: str,
+    filter_subject: str,
+    *,
+    start_seq: int | None = None,
+    start_time: float | None = None,
+    last_per_subject: bool = False,
+    batch: int = 512,
+) -> AsyncIterator[RawMsg]:
+    """Every message of ``stream`` matching ``filter_subject`` at the time of the call, in order,
+    through an ephemeral consumer (no acks, deleted afterwards)."""
+    js = nc.jetstream(timeout=10)
+    if last_per_subject:
+        policy, extra = DeliverPolicy.LAST_PER_SUBJECT, {}
+    elif start_seq:
+        policy, extra = DeliverPolicy.BY_START_SEQUENCE, {"opt_start_seq": start_seq}
+    elif start_time:
+        policy, extra = DeliverPolicy.BY_START_TIME, {"opt_start_time": _dt.datetime.fromtimestamp(start_time, _dt.timezone.utc).isoformat().replace("+00:00", "Z")}
+    else:
+        policy, extra = DeliverPolicy.ALL, {}
+    cfg = ConsumerConfig(deliver_policy=policy, ack_policy=AckPolicy.NONE, filter_subject=filter_subject, inactive_threshold=30.0, mem_storage=True, max_ack_pending=-1, **extra)
+    info = await js.add_consumer(stream, cfg)
+    try:
+        total = info.num_pending
+        if not total:
+            return
+        psub = await js.pull_subscribe_bind(consumer=info.name, stream=stream)
+        got = 0
+        try:
+            while got < total:
+                try:
+                    msgs = await psub.fetch(batch=min(batch, total - got), timeout=5)
+                except TimeoutError:
+                    break
+                except Exception as exc:  # nats' own TimeoutError subclass
+                    if "timeout" in type(exc).__name__.lower():
+                        break
+                    raise
+                for m in msgs:
+                    got += 1
+                    md = m.metadata
+                    yield RawMsg(seq=md.sequence.stream, ts=msg_ts(m), subject=m.subject, data=m.data, headers=dict(m.headers) if m.headers else None)
+                    if md.num_pending == 0:
+                        got = total
+        finally:
+            await psub.unsubscribe()
+    finally:
+        try:
+            await js.delete_consumer(stream, info.name)
+        except Exception:
+            pass
+
+
+async def kv_scan(nc: Client, bucket: str, prefix: str) -> dict[str, bytes]:
+    """Latest value of every key starting with ``prefix`` (deleted keys left out), in one bulk read."""
+    out: dict[str, bytes] = {}
+    head = f"$KV.{bucket}."
+    async for m in read_stream(nc, f"KV_{bucket}", f"{head}{prefix}>", last_per_subject=True):
+        op = (m.headers or {}).get("KV-Operation")
+        key = m.subject[len(head) :]
+        if op in ("DEL", "PURGE"):
+            out.pop(key, None)
+        else:
+            out[key] = m.data
+    return out
