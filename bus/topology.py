@@ -59,15 +59,17 @@ def venue_api(op: str) -> str:
 
 
 def subject_template(subject: str) -> str:
-    """Low-cardinality form for span names and metric labels: the cid token becomes ``{cid}``."""
+    """Low-cardinality form for span names and metric labels: the id token becomes ``{cid}``.
+
+    Every consumed subject ends in the correlation id (or ``all`` on the escape lane), so the last
+    token is replaced; core-NATS request subjects (``exec.intake``, ``venue.api.<op>``) stay as they are.
+    """
     parts = subject.split(".")
-    if parts[:2] == ["exec", "cmd"] and len(parts) == 4:
-        return f"exec.cmd.{parts[2]}.{{cid}}"
-    if parts[:2] in (["exec", "evt"], ["exec", "audit"], ["venue", "report"]) and len(parts) == 3:
-        return f"{parts[0]}.{parts[1]}.{{cid}}"
-    if parts[:2] == ["exec", "escape"] and len(parts) == 3:
-        return "exec.escape.all" if parts[2] == "all" else "exec.escape.{cid}"
-    return subject
+    if subject == INTAKE_SUBJECT or parts[:2] in (["venue", "api"], ["venue", "md"]) or len(parts) < 2:
+        return subject
+    if parts[:2] == ["exec", "escape"] and parts[-1] == "all":
+        return subject
+    return ".".join(parts[:-1]) + ".{cid}"
 
 
 # ---- streams ---------------------------------------------------------------------------------

@@ -302,6 +302,27 @@ def demo(keep: bool = typer.Option(False, "--keep", help="keep the temporary dat
     _run(run_demo(keep=keep))
 
 
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="small sizes: checks the bench works (CI), not the targets"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    output: Optional[Path] = typer.Option(None, "--output", help="also write the JSON here"),
+) -> None:
+    """Measure the bus ceiling, executions/s, latency and escape latency on an embedded server."""
+    from bench.run import render, run
+
+    async def main() -> None:
+        result = await run(quick=quick)
+        if output:
+            output.write_text(json.dumps(result, indent=2))
+        if as_json:
+            print(json.dumps(result))
+        else:
+            out.print(render(result), highlight=False)
+
+    _run(main())
+
+
 def main() -> None:
     app()
 

@@ -36,6 +36,7 @@ from bus import metrics
 from bus.runtime import Delivery, Out, Retry, WorkerApp
 from bus.topology import CONSUMERS, DUPLICATE_WINDOW_S, KV_EXECUTIONS, evt_subject
 from core.coordinator import CoordinatorConfig, decide, next_wake
+from core.execution_fsm import is_terminal
 from schemas.codec import decode, decode_fact, encode
 from schemas.messages import ExecutionRecord, OutboxEntry, TimerFired
 
@@ -52,6 +53,7 @@ class CoordinatorWorker(WorkerApp):
     async def setup(self) -> None:
         self.kv = await self.js.key_value(KV_EXECUTIONS)
         self.config = CoordinatorConfig.from_mapping(json.loads(os.environ.get("JETEXEC_COORDINATOR_CONFIG", "{}")))
+        self.cache: dict[str, tuple[ExecutionRecord, int]] = {}  # live executions written by us
         self.timers: list[tuple[float, str]] = []
         self.wake_at: dict[str, float] = {}
         self.timer_event = asyncio.Event()
@@ -64,8 +66,11 @@ class CoordinatorWorker(WorkerApp):
 
     async def handle(self, d: Delivery) -> list[Out]:
         fact = decode_fact(d.data)
-        for _attempt in range(20):
-            record, revision = await self._load(fact.cid)
+        for attempt in range(20):
+            # The cache saves a KV read per fact; the revision check on write keeps it honest (a
+            # write by another coordinator fails our CAS, and we reload from KV).
+            cached = self.cache.get(fact.cid) if attempt == 0 else None
+            record, revision = cached if cached is not None else await self._load(fact.cid)
             new = decide(record, fact, time.time(), self.config)
             if new is None:
                 if record is None:
@@ -77,15 +82,21 @@ class CoordinatorWorker(WorkerApp):
                 new.outbox_log = [*(record.outbox_log if record else []), OutboxEntry(d.stream_seq, new.outbox)][-OUTBOX_LOG:]
             try:
                 if revision is None:
-                    await self.kv.create(fact.cid, encode(new))
+                    new_revision = await self.kv.create(fact.cid, encode(new))
                 else:
-                    await self.kv.update(fact.cid, encode(new), last=revision)
+                    new_revision = await self.kv.update(fact.cid, encode(new), last=revision)
             except KeyWrongLastSequenceError:
+                self.cache.pop(fact.cid, None)
                 continue  # another coordinator advanced it: reload and decide again
             except Exception as exc:
+                self.cache.pop(fact.cid, None)
                 if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
                     continue
                 raise Retry(f"KV write failed: {type(exc).__name__}")
+            if is_terminal(new.state):
+                self.cache.pop(fact.cid, None)
+            else:
+                self.cache[fact.cid] = (new, new_revision)
             if record is None or record.state is not new.state:
                 metrics.EXECUTIONS.labels(new.state.value).inc()
             for a in new.alerts[len(record.alerts) if record else 0 :]:

@@ -53,7 +53,9 @@ class GatewayWorker(WorkerApp):
         self.known_symbols: set[str] | None = None
         self.background.append(asyncio.create_task(self._refresh_symbols()))
         self.default_mode = ExecutionMode(os.environ.get("JETEXEC_MODE", "PAPER").upper())
-        self.sub = await self.nc.subscribe(INTAKE_SUBJECT, queue="gateway", cb=self._on_request)
+        self.slots = asyncio.Semaphore(512)
+        self.inflight: set[asyncio.Task] = set()
+        self.sub = await self.nc.subscribe(INTAKE_SUBJECT, queue="gateway", cb=self._on_request, pending_msgs_limit=100_000)
 
     async def _refresh_symbols(self) -> None:
         """What the venue trades; until known, precheck is the symbol check (FS091 there)."""
@@ -65,6 +67,18 @@ class GatewayWorker(WorkerApp):
                 await asyncio.sleep(0.5)
 
     async def _on_request(self, msg) -> None:
+        # nats-py runs one subscription's callbacks one at a time: hand each request to its own
+        # task (bounded), or intake would be serialised behind each publish acknowledgement.
+        await self.slots.acquire()
+        task = asyncio.create_task(self._answer(msg))
+        self.inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.inflight.discard(task)
+        self.slots.release()
+
+    async def _answer(self, msg) -> None:
         self.health.progress()
         try:
             receipt = await self.intake(msg.data)

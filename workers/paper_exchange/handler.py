@@ -68,6 +68,7 @@ class PaperExchangeWorker(WorkerApp):
         self.lock = asyncio.Lock()
         self.state = await self._restore()
         self.pending: list[ExecutionReport] = []
+        self._requests: set[asyncio.Task] = set()
         self.flush_event = asyncio.Event()
         handlers = {
             "new": self._new,
@@ -82,7 +83,7 @@ class PaperExchangeWorker(WorkerApp):
             "faults": self._faults,
         }
         for op, fn in handlers.items():
-            await self.nc.subscribe(venue_api(op), queue="paper-exchange", cb=self._wrap(fn))
+            await self.nc.subscribe(venue_api(op), queue="paper-exchange", cb=self._wrap(fn), pending_msgs_limit=100_000)
         self.background.append(asyncio.create_task(self._ticker()))
         self.background.append(asyncio.create_task(self._flusher()))
 
@@ -168,7 +169,14 @@ class PaperExchangeWorker(WorkerApp):
 
     # ---- request handlers --------------------------------------------------------------------
     def _wrap(self, fn):
+        # One subscription's callbacks run one at a time in nats-py: each request gets its own task
+        # so simulated latencies overlap as they would at a real venue (matching stays serial: lock).
         async def cb(msg) -> None:
+            task = asyncio.create_task(serve(msg))
+            self._requests.add(task)
+            task.add_done_callback(self._requests.discard)
+
+        async def serve(msg) -> None:
             try:
                 reply = await fn(msg.data)
             except DecodeError as exc:
