@@ -38,10 +38,18 @@ from schemas.codec import DecodeError
 log = logging.getLogger("jetexec.runtime")
 
 
+_tracing_checked = (0.0, False)
+
+
 def tracing_on() -> bool:
     """False while no SDK tracer provider is installed: then spans are skipped, not just no-ops
-    (the no-op path still costs ~5 % of a worker's CPU at saturation)."""
-    return not isinstance(otel_trace.get_tracer_provider(), otel_trace.ProxyTracerProvider)
+    (the no-op path still costs ~5 % of a worker's CPU at saturation). Re-checked once a second,
+    because looking the provider up reads the environment."""
+    global _tracing_checked
+    now = time.monotonic()
+    if now - _tracing_checked[0] > 1.0:
+        _tracing_checked = (now, not isinstance(otel_trace.get_tracer_provider(), otel_trace.ProxyTracerProvider))
+    return _tracing_checked[1]
 
 
 @dataclass(frozen=True)

@@ -336,6 +336,8 @@ def new_venue(config: VenueConfig, start: float | None = None) -> VenueState:
 
 
 def _clone(s: VenueState) -> VenueState:
+    """A copy the caller may mutate. O(orders): a long-running worker passes ``in_place=True``
+    instead (it never needs the old state), and learns what changed from the ack and reports."""
     return msgspec.structs.replace(
         s,
         fair=dict(s.fair),
@@ -349,10 +351,10 @@ def _clone(s: VenueState) -> VenueState:
     )
 
 
-def advance(state: VenueState, config: VenueConfig, now: float) -> tuple[VenueState, list[ExecutionReport]]:
+def advance(state: VenueState, config: VenueConfig, now: float, *, in_place: bool = False) -> tuple[VenueState, list[ExecutionReport]]:
     """Step the price process up to ``now`` and match resting orders at every step. Returns the new
     state and the FILL reports, in step order. A ``now`` before the current step changes nothing."""
-    st = _clone(state)
+    st = state if in_place else _clone(state)
     reports = _advance(st, config, now)
     return st, reports
 
@@ -636,12 +638,12 @@ def should_reply(config: VenueConfig, op: str, ack: OrderAck | ModifyAck | Cance
 
 
 def on_new(
-    state: VenueState, config: VenueConfig, order: NewOrder, now: float
+    state: VenueState, config: VenueConfig, order: NewOrder, now: float, *, in_place: bool = False
 ) -> tuple[VenueState, OrderAck, list[ExecutionReport]]:
     """Advance to ``now``, then validate and match a new order. Reports include fills of other resting
     orders that the advance produced, then this order's fills (and IOC cancel for a MARKET)."""
     _check_up(config)
-    st = _clone(state)
+    st = state if in_place else _clone(state)
     reports = _advance(st, config, now)
     oid = order.client_order_id
 
@@ -736,13 +738,13 @@ def on_new(
 
 
 def on_modify(
-    state: VenueState, config: VenueConfig, req: ModifyOrder, now: float
+    state: VenueState, config: VenueConfig, req: ModifyOrder, now: float, *, in_place: bool = False
 ) -> tuple[VenueState, ModifyAck, list[ExecutionReport]]:
     """Re-price and/or re-size a live LIMIT order. A new price or a larger size loses queue priority
     (and may make the order marketable: it then takes liquidity like a new order); a smaller size
     keeps it. ``new_qty`` is the new total quantity and must stay above the filled quantity."""
     _check_up(config)
-    st = _clone(state)
+    st = state if in_place else _clone(state)
     reports = _advance(st, config, now)
     oid = req.client_order_id
     o = st.orders.get(oid)
@@ -794,13 +796,13 @@ def on_modify(
 
 
 def on_cancel(
-    state: VenueState, config: VenueConfig, req: CancelOrder, now: float
+    state: VenueState, config: VenueConfig, req: CancelOrder, now: float, *, in_place: bool = False
 ) -> tuple[VenueState, CancelAck, list[ExecutionReport]]:
     """Cancel a live order: a CANCELLED report carrying the cancelled leaves, and the same leaves on
     the ack. Cancelling an already CANCELLED order is idempotent (accepted, same leaves, no report);
     any other closed order is refused with "already closed"."""
     _check_up(config)
-    st = _clone(state)
+    st = state if in_place else _clone(state)
     reports = _advance(st, config, now)
     oid = req.client_order_id
     o = st.orders.get(oid)

@@ -38,7 +38,7 @@ from bus.topology import CONSUMERS, DUPLICATE_WINDOW_S, KV_EXECUTIONS, evt_subje
 from core.coordinator import CoordinatorConfig, decide, next_wake
 from core.execution_fsm import is_terminal
 from schemas.codec import decode, decode_fact, encode
-from schemas.messages import ExecutionRecord, OutboxEntry, TimerFired
+from schemas.messages import ExecutionCreated, ExecutionRecord, IntentRejected, OutboxEntry, TimerFired
 
 log = logging.getLogger("jetexec.coordinator")
 
@@ -70,6 +70,8 @@ class CoordinatorWorker(WorkerApp):
             # The cache saves a KV read per fact; the revision check on write keeps it honest (a
             # write by another coordinator fails our CAS, and we reload from KV).
             cached = self.cache.get(fact.cid) if attempt == 0 else None
+            if cached is None and attempt == 0 and isinstance(fact, (ExecutionCreated, IntentRejected)):
+                cached = (None, None)  # a new execution: create() below fails if it exists after all
             record, revision = cached if cached is not None else await self._load(fact.cid)
             new = decide(record, fact, time.time(), self.config)
             if new is None:

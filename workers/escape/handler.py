@@ -13,6 +13,7 @@ Calls:     the venue directly (``venue.api.cancel`` → CancelAck; ``venue.api.n
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 
@@ -42,6 +43,18 @@ class EscapeWorker(WorkerApp):
         self.safety_kv = await self.js.key_value(KV_SAFETY)
         self.executions = await self.js.key_value(KV_EXECUTIONS)
         self.venue = VenueClient(self.nc, timeout=2.0)
+        self.overflowing = False
+        self.background.append(asyncio.create_task(self._watch_lane()))
+
+    async def _watch_lane(self) -> None:
+        """Poll the lane's own backlog off the hot path (a JetStream API call per escape costs ~1 ms)."""
+        while True:
+            try:
+                info = await self.js.consumer_info("EXEC_ESCAPE", CONSUMERS["escape"].durable)
+                self.overflowing = info.num_pending > OVERFLOW_PENDING
+            except Exception:
+                pass
+            await asyncio.sleep(0.5)
 
     def consumers(self):
         return [("escape", self.handle)]
@@ -50,7 +63,7 @@ class EscapeWorker(WorkerApp):
         req = decode_escape(d.data)
         target = d.subject.rsplit(".", 1)[-1]
         reason = req.reason
-        if await self._lane_overflowing():
+        if self.overflowing:
             reason = "ESCAPE_LANE_OVERFLOW"
             await self.safety_kv.put("state", SafetyState.FAIL.value.encode())
         # Fence first: from here on no send/adjust worker calls the venue for this scope.
@@ -63,13 +76,6 @@ class EscapeWorker(WorkerApp):
                 outs += await self._escape_one(cid, reason, req.flatten, d.stream_seq)
             return outs
         return await self._escape_one(target, reason, req.flatten, d.stream_seq)
-
-    async def _lane_overflowing(self) -> bool:
-        try:
-            info = await self.js.consumer_info("EXEC_ESCAPE", CONSUMERS["escape"].durable)
-            return info.num_pending > OVERFLOW_PENDING
-        except Exception:
-            return False
 
     async def _live_cids(self) -> list[str]:
         try:
@@ -97,29 +103,31 @@ class EscapeWorker(WorkerApp):
         record = await self._record(cid)
         if record is None or is_terminal(record.state):
             return []  # nothing live: an escape of a finished execution is a no-op
-        await self.publisher.publish([started])  # the coordinator moves to ESCAPING now
+        live = [c.client_order_id for c in record.children if c.dispatched and c.state not in ORDER_TERMINAL]
+        # Every cancel at once: the slowest child, not the sum of them, bounds the escape.
+        acks = await asyncio.gather(*(self._cancel(coid) for coid in live))
         cancelled, failed = [], []
-        for child in record.children:
-            if not child.dispatched or child.state in ORDER_TERMINAL:
-                continue
-            try:
-                ack = await self.venue.call("cancel", CancelOrder(client_order_id=child.client_order_id), CancelAck)
-            except VenueUnavailable:
-                failed.append(child.client_order_id)
-                continue
-            if ack.accepted or ack.reason_code in (ReasonCode.UNKNOWN_ORDER,):
-                cancelled.append(child.client_order_id)  # unknown = never arrived; the venue tombstoned it
-            elif "closed" in ack.reject_reason:
-                continue  # already filled/closed at the venue: its report settles the child
-            else:
-                failed.append(child.client_order_id)
+        for coid, ack in zip(live, acks):
+            if ack is None:
+                failed.append(coid)
+            elif ack.accepted or ack.reason_code is ReasonCode.UNKNOWN_ORDER:
+                cancelled.append(coid)  # unknown = never arrived; the venue tombstoned it
+            elif "closed" not in ack.reject_reason:
+                failed.append(coid)  # "already closed" = filled at the venue: its report settles it
         alerts = list(escape_alerts(reason, ts=now))
         if reason == "VENUE_DISCONNECT" or failed:
             if not any(a.code is AlertCode.FS095 for a in alerts):
                 alerts.append(alert(AlertCode.FS095, "ESCAPING", f"venue unreachable for {len(failed)} cancels", now))
         flatten_id = await self._flatten(record) if flatten else None
         done = EscapeDone(cid=cid, reason=reason, cancelled=tuple(cancelled), failed=tuple(failed), flatten_client_order_id=flatten_id, alerts=tuple(alerts), ts=time.time())
-        return [Out(subject, encode(done), f"{cid}.escape.{seq}.done")]
+        # Published in this order, pipelined, before the request is acked.
+        return [started, Out(subject, encode(done), f"{cid}.escape.{seq}.done")]
+
+    async def _cancel(self, coid: str) -> CancelAck | None:
+        try:
+            return await self.venue.call("cancel", CancelOrder(client_order_id=coid), CancelAck)
+        except VenueUnavailable:
+            return None
 
     async def _flatten(self, record: ExecutionRecord) -> str | None:
         """Unwind what was filled with a MARKET order on the opposite side (seed 000's liquidation)."""

@@ -112,9 +112,10 @@ class PaperExchangeWorker(WorkerApp):
         log.info("paper exchange restored %d orders at step %d", len(state.orders), state.step)
         return state
 
-    async def _persist(self, before: model.VenueState, after: model.VenueState) -> None:
-        changed = [o for oid, o in after.orders.items() if before.orders.get(oid) is not o]
-        await asyncio.gather(*(self.kv.put(f"o.{o.client_order_id}", encode(o)) for o in changed))
+    async def _persist(self, changed_ids: set[str]) -> None:
+        """Write the orders an operation touched (its own and those its reports name)."""
+        orders = [self.state.orders[oid] for oid in changed_ids if oid in self.state.orders]
+        await asyncio.gather(*(self.kv.put(f"o.{o.client_order_id}", encode(o)) for o in orders))
 
     async def _save_meta(self) -> None:
         s = self.state
@@ -150,10 +151,9 @@ class PaperExchangeWorker(WorkerApp):
             self.health.progress()
             now = time.time()
             async with self.lock:
-                before = self.state
-                self.state, reports = model.advance(self.state, self.config, now)
+                self.state, reports = model.advance(self.state, self.config, now, in_place=True)
                 if reports:
-                    await self._persist(before, self.state)
+                    await self._persist({r.client_order_id for r in reports})
             self._emit(reports)
             for spec in self.config.symbols:
                 try:
@@ -194,9 +194,10 @@ class PaperExchangeWorker(WorkerApp):
     async def _mutate(self, op: str, fn, req):
         await asyncio.sleep(model.latency_s(self.config, op, req.client_order_id))
         async with self.lock:
-            before = self.state
-            self.state, ack, reports = fn(self.state, self.config, req, time.time())
-            await self._persist(before, self.state)
+            # In place: the venue never needs its previous state, and copying every order it has
+            # ever seen on each request would make it slower the longer it runs.
+            self.state, ack, reports = fn(self.state, self.config, req, time.time(), in_place=True)
+            await self._persist({req.client_order_id} | {r.client_order_id for r in reports})
         self._emit(reports)
         return ack
 

@@ -12,13 +12,13 @@ with RISK_PAUSE_TIMEOUT. The daily limit check and the counter increment are one
 
 from __future__ import annotations
 
+import asyncio
 import json
-
-import msgspec
 import os
 import time
 from decimal import Decimal
 
+import msgspec
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from bus.runtime import Delivery, Out, Retry, WorkerApp
@@ -31,6 +31,7 @@ from schemas.codec import decode, decode_command, encode
 from schemas.enums import ExecutionState, ReasonCode, SafetyState
 from schemas.messages import PrecheckCommand, PrecheckDone
 from workers.common import MarketData, SafetyView, VenueClient
+from workers.ledger.store import pos_key
 
 PAUSE_RETRY_S = 0.25
 PAUSE_MARGIN_S = 0.5  # answer before the coordinator's own PRECHECK deadline
@@ -55,6 +56,8 @@ class PrecheckWorker(WorkerApp):
         self.specs_at = 0.0
         self.counters = await self.js.key_value(KV_COUNTERS)
         self.ledger = await self.js.key_value(KV_LEDGER)
+        self.positions: dict[str, Decimal] = {}
+        self.background.append(asyncio.create_task(self._watch_positions()))
         self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_PRECHECK_CONFIG", "{}")), PrecheckConfig, strict=False)
         self.risk_hook = load_risk_hook(json.loads(os.environ.get("JETEXEC_RISK_HOOK", "null")))
 
@@ -80,12 +83,26 @@ class PrecheckWorker(WorkerApp):
                 return load_risk_hook({"kind": "blocking", "reason": "invalid risk_hook override in KV SAFETY"})
         return self.risk_hook
 
+    async def _watch_positions(self) -> None:
+        """Positions from the ledger worker (KV LEDGER ``pos.*``), kept current by a watch: a KV
+        read per intent would be the slowest thing precheck does."""
+        while True:
+            try:
+                watcher = await self.ledger.watch("pos.>")
+                async for entry in watcher:
+                    if entry is None:
+                        continue
+                    try:
+                        self.positions[entry.key] = Decimal(json.loads(entry.value)["qty"]) if entry.value else Decimal(0)
+                    except (ValueError, KeyError, TypeError):
+                        continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await asyncio.sleep(1.0)  # server restart: watch again
+
     async def _position(self, symbol: str, strategy_id: str) -> Decimal:
-        try:
-            entry = await self.ledger.get(f"pos.{symbol}.{strategy_id}".replace("/", "_"))
-            return Decimal(json.loads(entry.value)["qty"])
-        except (KeyNotFoundError, Exception):
-            return Decimal(0)
+        return self.positions.get(pos_key(symbol, strategy_id), Decimal(0))
 
     async def handle(self, d: Delivery) -> list[Out]:
         cmd = decode_command(d.data)
@@ -102,7 +119,7 @@ class PrecheckWorker(WorkerApp):
             # Check and count atomically: the counter's revision is part of the decision, so two
             # concurrent intents cannot both take the last trade of the day.
             counter, revision = await self._counter(bucket)
-            counted = await self._has(marker)
+            counted = d.num_delivered > 1 and await self._has(marker)  # only a redelivery can be counted
             if counted:  # a redelivery after this intent was already counted: judge it without itself
                 counter = DailyCounter(count=max(0, counter.count - 1), notional=counter.notional)
             ctx = PrecheckContext(

@@ -9,11 +9,11 @@ Reads:     symbol specs and the VWAP volume profile from the venue (``venue.api.
 from __future__ import annotations
 
 import json
-
-import msgspec
 import os
 import time
 from decimal import Decimal
+
+import msgspec
 
 from bus.runtime import Delivery, Out, Retry, WorkerApp
 from bus.topology import evt_subject
