@@ -14,14 +14,16 @@ Definitions (sign convention: **positive = cost**, for both sides)
   the time-weighted mid of the recorded quotes stands in (``vwap_source = "quote_twap"``).
 * ``fill_rate`` = filled / target quantity (target = the intent's quantity).
 * ``participation_rate`` = filled / (market volume + filled) over the same window — the paper venue's
-  tape does not contain our own trades, so they are added to the denominator. None without the tape.
+  tape does not contain our own trades, so they are added to the denominator. None without the tape
+  or when the market printed nothing in the window (very short executions).
 * ``completion_s`` = completed_at − created_at (None while the execution is live).
 * ``children``: planned child orders; ``orders_sent``: orders that reached SUBMITTED;
   ``cancel_replace_ratio`` = (client cancels + replaces) / orders_sent. IOC remainders cancelled by
   the venue and never-sent children cancelled by an escape are not client cancels.
 * ``rejects``: rejected/failed orders by reason code.
 * Latencies: intent→ack (``first_ack_at − created_at``), ack→first fill, first fill→done,
-  intent→first fill, intent→done, in ms. Per batch: nearest-rank percentiles p50/p90/p99 and max.
+  intent→first fill, intent→done, in ms (``ack_to_first_fill`` is None when a fill overtook its ack,
+  which the order state machine allows). Per batch: nearest-rank percentiles p50/p90/p99 and max.
 * Fees in bps of filled notional: ``fees_bps`` = fees / notional · 10⁴ (not in the slippage figures).
 * Batch slippage figures are notional-weighted averages over the executions that have them.
 """
@@ -236,7 +238,7 @@ def execution_tca(x: TcaExecution) -> ExecutionTca:
         prints = m.prints
     vwap_bps = bps(x.side, exact_avg, vwap) if exact_avg is not None and vwap else None
     participation = None
-    if volume is not None and (volume + filled) > 0:
+    if volume is not None and volume > 0:
         participation = (filled / (volume + filled)).quantize(RATE_QUANTUM)
     sent = sum(1 for c in x.children if c.sent)
     cancels = sum(1 for c in x.children if c.client_cancelled)

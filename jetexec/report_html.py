@@ -122,7 +122,7 @@ def svg_chart(c: dict[str, Any]) -> str:
         out.append(f'<text x="{M_LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end" fill="#555">{_fmt_num(p)}</text>')
     for q in _nice_ticks(0, qmax, 3):
         yy = yq(q)
-        out.append(f'<text x="{M_LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end" fill="#555">{_fmt_num(q)}</text>')
+        out.append(f'<text x="{M_LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end" fill="#555">{q:g}</text>')
     out.append(f'<text x="{M_LEFT}" y="{M_TOP - 18}" fill="#333" font-size="12">price</text>')
     out.append(f'<text x="{M_LEFT}" y="{qy0 - 6}" fill="#333" font-size="12">cumulative quantity: planned schedule (dashed) vs filled</text>')
     # execution window
@@ -143,13 +143,15 @@ def svg_chart(c: dict[str, Any]) -> str:
     for p in c.get("prints") or []:
         out.append(f'<circle class="print" cx="{x(p[0]):.1f}" cy="{y(p[1]):.1f}" r="1.6" fill="#999"><title>market print {p[2]:g} @ {p[1]:g}</title></circle>')
     # reference lines
+    label_at = {"arrival": (M_LEFT + pw - 4, "end"), "vwap": (M_LEFT + 4, "start"), "avg": (M_LEFT + pw * 0.55, "middle")}
     for key, color, label in (("arrival", "#ff7f0e", "arrival"), ("vwap", "#8e44ad", "VWAP" if c.get("vwap_source") == "venue_tape" else "quote TWAP"), ("avg", "#2ca02c", "avg fill")):
         v = c.get(key)
         if v:
             yy = y(v)
             dash = ' stroke-dasharray="6,4"' if key != "avg" else ""
             out.append(f'<line class="ref-{key}" x1="{M_LEFT}" y1="{yy:.1f}" x2="{M_LEFT + pw}" y2="{yy:.1f}" stroke="{color}" stroke-width="1.3"{dash}><title>{label} {v:g}</title></line>')
-            out.append(f'<text x="{M_LEFT + pw - 4}" y="{yy - 4:.1f}" text-anchor="end" fill="{color}">{label} {_fmt_num(v)}</text>')
+            lx_, anchor = label_at[key]
+            out.append(f'<text x="{lx_:.1f}" y="{yy - 4:.1f}" text-anchor="{anchor}" fill="{color}">{label} {_fmt_num(v)}</text>')
     # child orders
     for i, o in enumerate(c.get("orders") or []):
         color = ORDER_COLORS[i % len(ORDER_COLORS)]
@@ -193,7 +195,7 @@ def svg_chart(c: dict[str, Any]) -> str:
         else:
             out.append(f'<circle cx="{lx + 8}" cy="{M_TOP - 22}" r="4" fill="{color}"/>')
         out.append(f'<text x="{lx + 20}" y="{M_TOP - 18}" fill="#333">{label}</text>')
-        lx += 28 + 6.5 * len(label)
+        lx += 34 + 7 * len(label)
     out.append("</svg>")
     return "".join(out)
 
