@@ -50,6 +50,7 @@ __all__ = [
     "bps",
     "execution_tca",
     "percentile",
+    "plain",
     "time_weighted_mid",
     "to_json",
 ]
@@ -162,8 +163,16 @@ class BatchTca(msgspec.Struct, frozen=True, kw_only=True):
     replaces: int
     cancel_replace_ratio: Decimal | None
     rejects: dict[str, int]
+    failed_by_reason: dict[str, int]  # executions that FAILED (intent rejected, precheck, ...), by reason code
     completion_s: dict[str, float | None]
     latency_ms: dict[str, dict[str, float | None]]
+
+
+def plain(d: Decimal | None) -> Decimal | None:
+    """At most 8 decimal places, trailing zeros dropped, never exponent notation."""
+    if d is None:
+        return None
+    return Decimal(format(d.quantize(PRICE_QUANTUM).normalize(), "f"))
 
 
 def _sign(side: Side | str) -> int:
@@ -216,11 +225,11 @@ def execution_tca(x: TcaExecution) -> ExecutionTca:
     filled = sum((f.qty for f in x.fills), Decimal(0))
     notional = sum((f.qty * f.price for f in x.fills), Decimal(0))
     fees = sum((f.fee for f in x.fills), Decimal(0))
-    avg = (notional / filled).quantize(PRICE_QUANTUM) if filled > 0 else None
+    avg = plain(notional / filled) if filled > 0 else None
     exact_avg = notional / filled if filled > 0 else None
     s = _sign(x.side)
     arrival_bps = bps(x.side, exact_avg, x.arrival_price) if exact_avg is not None and x.arrival_price else None
-    arrival_cost = (s * (notional - x.arrival_price * filled)).quantize(PRICE_QUANTUM) if filled > 0 and x.arrival_price else None
+    arrival_cost = plain(s * (notional - x.arrival_price * filled)) if filled > 0 and x.arrival_price else None
     t0 = x.created_at
     t1 = x.completed_at or (max((f.ts for f in x.fills), default=0.0) or x.created_at)
     vwap = None
@@ -232,7 +241,7 @@ def execution_tca(x: TcaExecution) -> ExecutionTca:
         if m.vwap is not None:
             vwap, source = m.vwap, "venue_tape"
         elif m.mids:
-            vwap = time_weighted_mid(m.mids, t0, t1)
+            vwap = plain(time_weighted_mid(m.mids, t0, t1))
             source = "quote_twap" if vwap is not None else None
         volume = m.volume
         prints = m.prints
@@ -312,8 +321,11 @@ def _dist(values: list[float | None]) -> dict[str, float | None]:
 def batch_tca(rows: Sequence[ExecutionTca]) -> BatchTca:
     states: dict[str, int] = {}
     rejects: dict[str, int] = {}
+    failed: dict[str, int] = {}
     for r in rows:
         states[r.state] = states.get(r.state, 0) + 1
+        if r.state == "FAILED":
+            failed[r.reason_code or "UNKNOWN"] = failed.get(r.reason_code or "UNKNOWN", 0) + 1
         for k, v in r.rejects.items():
             rejects[k] = rejects.get(k, 0) + v
     sent = sum(r.orders_sent for r in rows)
@@ -339,6 +351,7 @@ def batch_tca(rows: Sequence[ExecutionTca]) -> BatchTca:
         replaces=replaces,
         cancel_replace_ratio=(Decimal(cancels + replaces) / sent).quantize(RATE_QUANTUM) if sent else None,
         rejects=dict(sorted(rejects.items())),
+        failed_by_reason=dict(sorted(failed.items())),
         completion_s=_dist([r.completion_s for r in rows]),
         latency_ms={k: _dist([r.latency_ms.get(k) for r in rows]) for k in latency_keys},
     )

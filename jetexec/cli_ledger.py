@@ -374,7 +374,7 @@ async def build_report(nc, cids: list[str] | None, *, since: float | None = None
         ordered = [states[c] for c in cids]
     else:
         ordered = sorted(states.values(), key=lambda s: (s.created_ts, s.cid))
-    ordered = [s for s in ordered if s.symbol and (since is None or s.created_ts >= since) and (until is None or s.created_ts <= until)]
+    ordered = [s for s in ordered if s.record is not None and (since is None or s.created_ts >= since) and (until is None or s.created_ts <= until)]
     kv = await nc.jetstream(timeout=5).key_value("LEDGER")
     items = []
     rows = []
@@ -385,7 +385,7 @@ async def build_report(nc, cids: list[str] | None, *, since: float | None = None
             doc = json.loads(entry.value) if entry.value else None
         except Exception:
             doc = None
-        if doc is None and st.record is not None:
+        if doc is None and st.record is not None and st.symbol:
             t0 = st.created_ts
             t1 = st.record.completed_at or time.time()
             try:

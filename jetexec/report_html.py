@@ -245,8 +245,8 @@ def execution_section(item: dict[str, Any]) -> str:
         f'<h2>{_e(t["symbol"])} {_e(t["side"])} {_e(t["target_qty"])} — {_e(t["correlation_id"])}</h2>'
         f'<div class="muted">window {_e(_fmt_ts(win[0]))} → {_e(_fmt_ts(win[1]))}</div>'
         f'<table class="kv">{"".join(rows)}</table>'
-        f'{svg_chart(item["chart"])}'
-        "</div>"
+        + (svg_chart(item["chart"]) if (item["chart"].get("orders") or item["chart"].get("fills")) else '<div class="muted">no orders reached the venue: nothing to chart</div>')
+        + "</div>"
     )
 
 
@@ -266,6 +266,7 @@ def batch_section(b: dict[str, Any], items: list[dict[str, Any]]) -> str:
         _row("participation (mean)", b.get("participation_rate_mean") or "n/a"),
         _row("children / sent / cancels / replaces", f'{b["children"]} / {b["orders_sent"]} / {b["client_cancels"]} / {b["replaces"]} (ratio {b.get("cancel_replace_ratio") or "n/a"})'),
         _row("rejects by reason", ", ".join(f"{k}: {v}" for k, v in (b.get("rejects") or {}).items()) or "none"),
+        _row("failed executions by reason", ", ".join(f"{k}: {v}" for k, v in (b.get("failed_by_reason") or {}).items()) or "none"),
         _row("completion s p50 / p90 / max", f'{comp.get("p50")} / {comp.get("p90")} / {comp.get("max")}'),
     ]
     per = "<tr><th>execution</th><th>symbol</th><th>side</th><th>state</th><th>filled</th><th>avg</th><th>arrival bps</th><th>VWAP bps</th><th>fill rate</th><th>completion s</th></tr>" + "".join(

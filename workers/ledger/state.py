@@ -270,6 +270,9 @@ class _Ctx:
 
     def _follow_state(self, c: ChildRecord, fact: object) -> None:
         entry = self.st.orders.get(c.client_order_id)
+        if entry is not None and c.venue_order_id and entry.venue_order_id is None and entry.state is c.state:
+            # an ack that came after a fill (stale for the state machine) still names the venue order
+            self.st.orders[c.client_order_id] = entry = msgspec.structs.replace(entry, venue_order_id=c.venue_order_id)
         if entry is None or entry.state is c.state:
             return
         kind = _EVENT_FOR.get(c.state)

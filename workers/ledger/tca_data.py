@@ -138,9 +138,9 @@ def chart_data(st: CidState, mkt_doc: dict[str, Any] | None, tca: Any) -> dict[s
     for f in sorted(fills, key=lambda r: r[0]):
         cum += f[2]
         filled_cum.append([f[0], cum])
-    times = [t_start, t_end] + [f[0] for f in fills] + [p[0] for p in planned] + [s[1] for o in orders for s in o["segments"]]
-    t0 = min(times)
-    t1 = max(times)
+    times = [t for t in (t_start, t_end) if t] + [f[0] for f in fills] + [p[0] for p in planned] + [s[1] for o in orders for s in o["segments"]]
+    t0 = min(times) if times else 0.0
+    t1 = max(times) if times else 1.0
     pad = max(0.5, (t1 - t0) * 0.05)
     return {
         "correlation_id": st.cid,
