@@ -480,7 +480,7 @@ async def test_tca_on_a_seeded_venue_matches_an_independent_computation(server, 
 
         def cli(*args):
             r = subprocess.run([PY, "-m", "jetexec.cli_ledger", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
-            assert r.returncode == 0, r.stderr
+            assert r.returncode == 0, f"jetexec {' '.join(args)} exited {r.returncode}: {r.stderr} {r.stdout[-500:]}"
             return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
         pos = cli("ledger", "positions", "--json")
