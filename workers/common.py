@@ -12,13 +12,26 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
-from bus.topology import KV_SAFETY, venue_api
+from bus.runtime import Delivery, Poison
+from bus.topology import KV_SAFETY, subject_template, venue_api
 from core.symbols import SymbolSpec
-from schemas.codec import decode, encode
-from schemas.enums import ExecutionMode, SafetyState
+from schemas.codec import decode, decode_command, encode
+from schemas.enums import ExecutionMode, ReasonCode, SafetyState
 from schemas.venue import SymbolInfo
 
 MD_SUBJECT = "venue.md"  # venue.md.<symbol>: quotes (core NATS, latest wins)
+
+
+def command_of(d: Delivery, kind: type):
+    """The stage command in ``d``. Another command type, or a command for another execution than its
+    subject names, is poison (dead-lettered at once, never retried): its outputs would go to the wrong
+    execution's subject — or to a subject no stream takes, which fails every retry the same way."""
+    cmd = decode_command(d.data)
+    if not isinstance(cmd, kind):
+        raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"{type(cmd).__name__} on {subject_template(d.subject)}, expected {kind.__name__}")
+    if cmd.cid != d.cid:
+        raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"command cid {cmd.cid!r} does not match its subject")
+    return cmd
 
 
 class VenueUnavailable(Exception):

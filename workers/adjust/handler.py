@@ -17,11 +17,11 @@ import msgspec
 from bus.runtime import Delivery, Out, Retry, WorkerApp
 from bus.topology import evt_subject
 from core.adjust import AdjustAction, AdjustConfig, decide_adjust
-from schemas.codec import decode_command, encode
+from schemas.codec import encode
 from schemas.enums import ReasonCode
 from schemas.messages import AdjustCommand, AdjustDone, ChildReplaced
 from schemas.venue import ModifyAck, ModifyOrder
-from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable
+from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable, command_of
 
 
 class AdjustWorker(WorkerApp):
@@ -40,9 +40,7 @@ class AdjustWorker(WorkerApp):
         return [("adjust", self.handle)]
 
     async def handle(self, d: Delivery) -> list[Out]:
-        cmd = decode_command(d.data)
-        if not isinstance(cmd, AdjustCommand):
-            raise ValueError("not an AdjustCommand")
+        cmd: AdjustCommand = command_of(d, AdjustCommand)
         if cmd.symbol not in self.specs:
             try:
                 self.specs = await self.venue.specs()

@@ -33,11 +33,12 @@ import time
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from bus import metrics
-from bus.runtime import Delivery, Out, Retry, WorkerApp
+from bus.runtime import Delivery, Out, Poison, Retry, WorkerApp
 from bus.topology import CONSUMERS, DUPLICATE_WINDOW_S, KV_EXECUTIONS, evt_subject
 from core.coordinator import CoordinatorConfig, decide, next_wake
 from core.execution_fsm import is_terminal
 from schemas.codec import decode, decode_fact, encode
+from schemas.enums import ReasonCode
 from schemas.messages import ExecutionCreated, ExecutionRecord, IntentRejected, OutboxEntry, TimerFired
 
 log = logging.getLogger("jetexec.coordinator")
@@ -66,6 +67,8 @@ class CoordinatorWorker(WorkerApp):
 
     async def handle(self, d: Delivery) -> list[Out]:
         fact = decode_fact(d.data)
+        if fact.cid != d.cid:  # it would change another execution than the subject's: poison
+            raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"fact cid {fact.cid!r} does not match its subject")
         for attempt in range(20):
             # The cache saves a KV read per fact; the revision check on write keeps it honest (a
             # write by another coordinator fails our CAS, and we reload from KV).

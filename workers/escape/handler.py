@@ -19,13 +19,13 @@ from decimal import Decimal
 
 from nats.js.errors import KeyNotFoundError
 
-from bus.runtime import Delivery, Out, WorkerApp
+from bus.runtime import Delivery, Out, Poison, WorkerApp
 from bus.topology import CONSUMERS, KV_EXECUTIONS, KV_SAFETY, evt_subject
 from core.execution_fsm import is_terminal
 from core.guardrails import alert, escape_alerts
 from core.ids import flatten_order_id
 from core.order_fsm import ORDER_TERMINAL
-from schemas.codec import decode, decode_escape, encode
+from schemas.codec import decode, decode_escape, encode, is_id
 from schemas.enums import AlertCode, OrderType, ReasonCode, SafetyState
 from schemas.messages import EscapeDone, EscapeStarted, ExecutionRecord
 from schemas.venue import CancelAck, CancelOrder, NewOrder, OrderAck
@@ -62,6 +62,8 @@ class EscapeWorker(WorkerApp):
     async def handle(self, d: Delivery) -> list[Out]:
         req = decode_escape(d.data)
         target = d.subject.rsplit(".", 1)[-1]
+        if target != "all" and not is_id(target):  # no execution has it; the fence key would be illegal
+            raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"escape target {target[:40]!r} is not a correlation id")
         reason = req.reason
         if self.overflowing:
             reason = "ESCAPE_LANE_OVERFLOW"

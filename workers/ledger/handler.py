@@ -42,12 +42,13 @@ from decimal import Decimal
 import msgspec
 from nats.js.errors import KeyNotFoundError
 
-from bus.runtime import Delivery, Out, WorkerApp
+from bus.runtime import Delivery, Out, Poison, WorkerApp
 from bus.topology import CONSUMERS, KV_LEDGER, KV_SAFETY, audit_subject, evt_subject
 from core import audit
 from core.coordinator import CoordinatorConfig
 from core.ledger import LedgerPrecisionError, Position, PositionBook, apply_fill, check_invariant, snapshot
-from schemas.codec import decode, encode
+from schemas.codec import decode, encode, is_id
+from schemas.enums import ReasonCode
 from schemas.messages import OutMsg
 from workers.ledger import market as mkt
 from workers.ledger import store, venue_ops
@@ -113,6 +114,8 @@ class LedgerWorker(WorkerApp):
     # ---- the fact handler --------------------------------------------------------------------
     async def handle(self, d: Delivery) -> list[Out]:
         cid = d.cid
+        if not is_id(cid):  # no execution has it, and ``x.<cid>`` would be an illegal KV key
+            raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"subject token {cid[:40]!r} is not a correlation id")
         seq = d.stream_seq
         st = await self._state(cid)
         if st is not None and seq <= st.last_seq:

@@ -27,10 +27,10 @@ from core.execution_fsm import STAGE_TIMEOUT_MS
 from core.precheck import DailyCounter, PrecheckConfig, PrecheckContext, daily_bucket, minute_of_day_utc, run_precheck
 from core.risk import evaluate_risk, load_risk_hook
 from core.symbols import SymbolSpec
-from schemas.codec import decode, decode_command, encode
+from schemas.codec import decode, encode
 from schemas.enums import ExecutionState, ReasonCode, SafetyState
 from schemas.messages import PrecheckCommand, PrecheckDone
-from workers.common import MarketData, SafetyView, VenueClient
+from workers.common import MarketData, SafetyView, VenueClient, command_of
 from workers.ledger.store import pos_key
 
 PAUSE_RETRY_S = 0.25
@@ -105,9 +105,7 @@ class PrecheckWorker(WorkerApp):
         return self.positions.get(pos_key(symbol, strategy_id), Decimal(0))
 
     async def handle(self, d: Delivery) -> list[Out]:
-        cmd = decode_command(d.data)
-        if not isinstance(cmd, PrecheckCommand):
-            raise ValueError("not a PrecheckCommand")
+        cmd: PrecheckCommand = command_of(d, PrecheckCommand)
         now = time.time()
         intent = cmd.intent
         spec = await self._spec(intent.symbol)

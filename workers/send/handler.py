@@ -23,11 +23,11 @@ from bus import metrics
 from bus.runtime import Delivery, Out, Retry, WorkerApp
 from bus.topology import evt_subject, report_subject
 from core.retry import RetryPolicy, tenacity_kwargs
-from schemas.codec import decode_command, encode
+from schemas.codec import encode
 from schemas.enums import ErrorClass, ExecutionMode, ReasonCode
 from schemas.messages import ChildAccepted, ChildRejected, SendCommand
 from schemas.venue import ExecutionReport, NewOrder, OrderAck, OrderStatus, QueryOrder
-from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable
+from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable, command_of
 
 
 class _RetryableReject(Exception):
@@ -52,9 +52,7 @@ class SendWorker(WorkerApp):
         return [("send", self.handle)]
 
     async def handle(self, d: Delivery) -> list[Out]:
-        cmd = decode_command(d.data)
-        if not isinstance(cmd, SendCommand):
-            raise ValueError("not a SendCommand")
+        cmd: SendCommand = command_of(d, SendCommand)
         child = cmd.child
         subject = evt_subject(cmd.cid)
         msg_id = f"{cmd.cid}.send.{child.client_order_id}"

@@ -19,10 +19,10 @@ from bus.runtime import Delivery, Out, Retry, WorkerApp
 from bus.topology import evt_subject
 from core.split import SplitConfig, plan_split
 from core.symbols import SymbolSpec
-from schemas.codec import decode, decode_command, encode
+from schemas.codec import decode, encode
 from schemas.enums import ReasonCode, SplitStrategy
 from schemas.messages import SplitCommand, SplitDone
-from workers.common import VenueClient
+from workers.common import VenueClient, command_of
 
 PROFILE_BUCKETS = 10
 
@@ -56,9 +56,7 @@ class SplitWorker(WorkerApp):
         return self.profiles[symbol]
 
     async def handle(self, d: Delivery) -> list[Out]:
-        cmd = decode_command(d.data)
-        if not isinstance(cmd, SplitCommand):
-            raise ValueError("not a SplitCommand")
+        cmd: SplitCommand = command_of(d, SplitCommand)
         if cmd.intent.symbol not in self.specs:
             try:
                 self.specs = await self.venue.specs()
