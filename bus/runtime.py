@@ -298,7 +298,9 @@ class ConsumerLoop:
             "Jetexec-Worker": self.worker,
         }
         try:
-            await Publisher(self.js).publish_one(dlq_subject(self.spec.durable), d.data, f"dlq.{self.spec.stream}.{d.stream_seq}", headers)
+            # The id names the consumer: two consumers of one stream (coordinator, ledger) dead-letter
+            # the same sequence, and the DLQ stream's duplicate window must not drop the second.
+            await Publisher(self.js).publish_one(dlq_subject(self.spec.durable), d.data, f"dlq.{self.spec.durable}.{d.stream_seq}", headers)
             await d.msg.term()
         except Exception:
             log.exception("%s: dead-letter publish failed; leaving message for redelivery", self.worker)
@@ -349,10 +351,11 @@ class WorkerApp:
 
     async def on_dead_letter(self, d: Delivery, reason: str, detail: str) -> None:
         """A dead-lettered stage command becomes a StageFailed fact, so its execution never hangs."""
+        from schemas.codec import encode, is_id
+
         parts = d.subject.split(".")
-        if parts[:2] != ["exec", "cmd"] or len(parts) != 4:
-            return
-        from schemas.codec import encode
+        if parts[:2] != ["exec", "cmd"] or len(parts) != 4 or not is_id(parts[3]):
+            return  # not a stage command, or a subject no execution can have: nothing can hang
         from schemas.enums import ReasonCode
         from schemas.messages import StageFailed
 
