@@ -59,7 +59,7 @@ class VenueWithLedgerOps(PaperExchangeWorker):
 
     def _emit(self, reports):
         self.fill_index.add(reports)
-        super()._emit(reports)
+        return super()._emit(reports)  # a coroutine when the paper exchange's _emit is async
 
     async def setup(self) -> None:
         await super().setup()
