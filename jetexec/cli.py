@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -15,13 +16,15 @@ from typing import Optional
 import msgspec
 import typer
 from rich.console import Console
+from rich.markup import escape as _plain
 from rich.table import Table
 
 from bus.settings import DEFAULT_URL, NatsSettings
 from schemas.codec import encode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="jetexec — order execution on NATS JetStream")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # an error is one line, however long, on any terminal
+logging.getLogger("nats").addHandler(logging.NullHandler())  # nats-py's default error callback: no tracebacks
 out = Console(width=None if sys.stdout.isatty() else 140)  # pipes and logs: no mid-word wrapping
 
 NatsUrl = typer.Option(None, "--nats-url", envvar="JETEXEC_NATS_URL", help=f"NATS server URL (default {DEFAULT_URL})")
@@ -36,7 +39,7 @@ def _run(coro) -> None:
     try:
         asyncio.run(coro)
     except CliError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {_plain(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     except (ConnectionRefusedError, OSError) as exc:
         console.print(f"[red]error:[/red] cannot reach NATS: {exc.__class__.__name__}", highlight=False)
@@ -47,8 +50,16 @@ def _run(coro) -> None:
         if os.environ.get("JETEXEC_DEBUG"):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        console.print(f"[red]error:[/red] {exc.__class__.__name__}: {msg}", highlight=False)
+        console.print(f"[red]error:[/red] {exc.__class__.__name__}: {_plain(msg)}", highlight=False)
         raise typer.Exit(1) from None
+
+
+def _correlation_id(value: str) -> str:
+    from schemas.codec import is_id
+
+    if not is_id(value):
+        raise CliError(f"{value[:60]!r} is not a correlation id (1..128 of A-Z a-z 0-9 _ -)")
+    return value
 
 
 async def _client(url: str | None):
@@ -107,15 +118,35 @@ async def submit_lines(client, lines: list[bytes], wait: bool, timeout: float, c
     """Submit raw intent lines concurrently; results in input order."""
     sem = asyncio.Semaphore(concurrency)
 
+    from nats.errors import MaxPayloadError
+
+    unsent: set[str] = set()
+
     async def one(raw: bytes):
         async with sem:
-            return await client.submit(raw, timeout=timeout)
+            try:
+                return await client.submit(raw, timeout=timeout)
+            except MaxPayloadError:  # bad input is a FAILED result, never a failed batch
+                return _too_large(raw, client.nc.max_payload, unsent)
 
     receipts = await asyncio.gather(*(one(raw) for raw in lines))
     if not wait:
         return [_receipt_result(r) for r in receipts]
-    results = await client.wait_many({r.correlation_id for r in receipts}, timeout=timeout, on_update=on_update)
+    results = await client.wait_many({r.correlation_id for r in receipts} - unsent, timeout=timeout, on_update=on_update)
     return [results.get(r.correlation_id) or _receipt_result(r) for r in receipts]
+
+
+def _too_large(raw: bytes, limit: int, unsent: set[str]):
+    """The receipt of a line the server cannot even carry (over its max payload): FAILED, as the
+    gateway would answer (its own limit is far lower), with the id the gateway would have given it."""
+    from core.ids import rejection_id
+    from schemas.enums import ExecutionState, ReasonCode
+    from workers.gateway.handler import IntakeReceipt
+
+    key, cid = rejection_id(raw)
+    unsent.add(cid)
+    detail = f"intent is {len(raw)} bytes, more than the server carries ({limit})"
+    return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=ReasonCode.VALIDATION_TOO_LARGE, detail=detail)
 
 
 def _read_lines(source: str) -> list[bytes]:
@@ -127,7 +158,10 @@ def _read_lines(source: str) -> list[bytes]:
             raise CliError(f"no such file: {source}")
         if path.is_dir():
             raise CliError(f"{source} is a directory, not a file of JSON lines")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:  # not "cannot reach NATS" (what _run says of an OSError)
+            raise CliError(f"cannot read {source}: {exc.strerror or exc.__class__.__name__}") from None
     return [line.strip() for line in data.splitlines() if line.strip()]
 
 
@@ -158,6 +192,7 @@ def status(correlation_id: str, as_json: bool = typer.Option(False, "--json"), n
     """Show one execution."""
 
     async def main() -> None:
+        _correlation_id(correlation_id)
         client = await _client(nats_url)
         try:
             res = await client.status(correlation_id)
@@ -203,6 +238,7 @@ def escape(correlation_id: str, flatten: bool = typer.Option(False, "--flatten",
     """Emergency-cancel every live child of one execution."""
 
     async def main() -> None:
+        _correlation_id(correlation_id)
         client = await _client(nats_url)
         try:
             await client.escape(correlation_id, flatten=flatten)
@@ -250,6 +286,7 @@ def provision(mode: Optional[str] = typer.Option(None, "--mode"), nats_url: Opti
 
     async def main() -> None:
         settings = NatsSettings.from_env(nats_url)
+        await (await _client(nats_url)).close()  # unreachable: the usual one-line error, not a long retry loop
         await do_provision(settings.servers[0], mode)
         out.print("topology provisioned")
 
@@ -266,7 +303,7 @@ def worker(
     from workers import WORKERS, load_worker
 
     if name not in WORKERS:
-        console.print(f"[red]error:[/red] unknown worker {name!r}; one of: {', '.join(WORKERS)}", highlight=False)
+        console.print(f"[red]error:[/red] unknown worker {_plain(repr(name))}; one of: {', '.join(WORKERS)}", highlight=False)
         raise typer.Exit(2)
     import logging
 
