@@ -2,11 +2,17 @@
 
 Prints ``ready nats://HOST:PORT`` once every worker reports that it is consuming; restarts a worker
 that dies (with backoff); on SIGINT/SIGTERM stops the workers (SIGTERM → drain), then the server.
+
+Metrics and probes: with ``JETEXEC_METRICS_PORT_BASE=P`` every child serves /metrics, /healthz and
+/readyz on its own port, ``P + i`` for the i-th child in :data:`DEFAULT_WORKERS` order (replicas
+counted), also written to ``<data-dir>/metrics-ports.json``; one ``JETEXEC_METRICS_PORT`` for all the
+children would collide, so it is not passed down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -29,6 +35,7 @@ DEFAULT_WORKERS: tuple[tuple[str, int], ...] = (
     ("monitor", 1),
     ("adjust", 1),
     ("escape", 1),
+    ("ledger", 1),
 )
 
 
@@ -48,6 +55,11 @@ class Supervisor:
         self.data_dir = data_dir
         self.children = [Child(name, i) for name, n in workers for i in range(n)]
         self.env = {**os.environ, **(env or {}), "JETEXEC_NATS_URL": url, "PYTHONUNBUFFERED": "1"}
+        self.metrics_ports: dict[str, int] = {}  # "<worker>-<replica>" → port
+        self.env.pop("JETEXEC_METRICS_PORT", None)
+        base = self.env.get("JETEXEC_METRICS_PORT_BASE")
+        if base:
+            self.metrics_ports = {f"{c.name}-{c.replica}": int(base) + i for i, c in enumerate(self.children)}
         self.log_dir = log_dir or data_dir / "logs"
         self.stopping = False
         self.quiet = quiet
@@ -59,10 +71,14 @@ class Supervisor:
         child.ready.clear()
         child.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jetexec.cli", "worker", child.name,
-            stdout=asyncio.subprocess.PIPE, stderr=log, stdin=asyncio.subprocess.DEVNULL, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=log, stdin=asyncio.subprocess.DEVNULL, env=self.child_env(child),
         )
         child.started_at = time.monotonic()
         asyncio.create_task(self._pump(child, log))
+
+    def child_env(self, child: Child) -> dict[str, str]:
+        port = self.metrics_ports.get(f"{child.name}-{child.replica}")
+        return {**self.env, "JETEXEC_METRICS_PORT": str(port)} if port else self.env
 
     async def _pump(self, child: Child, log) -> None:
         proc = child.proc
@@ -88,6 +104,9 @@ class Supervisor:
             await asyncio.sleep(0.05)
 
     async def start_all(self, timeout: float = 60.0) -> None:
+        if self.metrics_ports:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / "metrics-ports.json").write_text(json.dumps(self.metrics_ports, indent=1))
         for child in self.children:
             await self.start_child(child)
         await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in self.children)), timeout)

@@ -12,6 +12,7 @@ WORKERS: dict[str, str] = {
     "monitor": "workers.monitor.handler:MonitorWorker",
     "adjust": "workers.adjust.handler:AdjustWorker",
     "escape": "workers.escape.handler:EscapeWorker",
+    "ledger": "workers.ledger.handler:LedgerWorker",
     "paper-exchange": "workers.paper_exchange.handler:PaperExchangeWorker",
 }
 

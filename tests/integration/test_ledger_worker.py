@@ -34,7 +34,6 @@ from workers import load_worker
 from workers.ledger import query, store
 from workers.ledger.handler import LedgerWorker
 from workers.ledger.state import PositionSlot, TailFill, new_slot
-from workers.ledger.venue_ops import FillIndex, tape_reply
 from workers.paper_exchange.handler import PaperExchangeWorker
 
 PY = sys.executable
@@ -46,34 +45,6 @@ QUIET = {"JETEXEC_RECON_INTERVAL_S": "0", "JETEXEC_SNAPSHOT_INTERVAL_S": "0"}
 def _quiet_ledger(monkeypatch):
     for k, v in QUIET.items():
         monkeypatch.setenv(k, v)
-
-
-class VenueWithLedgerOps(PaperExchangeWorker):
-    """The paper exchange plus the two venue ops the ledger asks for (``venue.api.fills`` and
-    ``venue.api.tape``), wired with the helpers of ``workers.ledger.venue_ops`` — what the paper
-    exchange itself would do."""
-
-    def __init__(self, settings):
-        super().__init__(settings)
-        self.fill_index = FillIndex()
-
-    def _emit(self, reports):
-        self.fill_index.add(reports)
-        return super()._emit(reports)  # a coroutine when the paper exchange's _emit is async
-
-    async def setup(self) -> None:
-        await super().setup()
-
-        async def fills_cb(msg):
-            coid = json.loads(msg.data)["client_order_id"]
-            await self.nc.publish(msg.reply, self.fill_index.reply(self.state.orders.get(coid), coid))
-
-        async def tape_cb(msg):
-            req = json.loads(msg.data)
-            await self.nc.publish(msg.reply, tape_reply(self.state, req["symbol"], float(req["t0"]), float(req["t1"])))
-
-        await self.nc.subscribe(venue_api("fills"), queue="paper-exchange", cb=fills_cb)
-        await self.nc.subscribe(venue_api("tape"), queue="paper-exchange", cb=tape_cb)
 
 
 @pytest.fixture
@@ -289,7 +260,7 @@ async def test_reconciliation_backfills_a_fill_the_ledger_missed(server, monkeyp
     srv, nc, js = server
     monkeypatch.setenv("JETEXEC_VENUE_SEED", "5")
     settings = NatsSettings(url=srv.url)
-    venue = VenueWithLedgerOps(settings)
+    venue = PaperExchangeWorker(settings)
     ledger = LedgerWorker(settings)
     await venue.start()
     await ledger.start()
@@ -377,7 +348,7 @@ async def test_tca_on_a_seeded_venue_matches_an_independent_computation(server, 
     srv, nc, js = server
     monkeypatch.setenv("JETEXEC_VENUE_SEED", "11")
     settings = NatsSettings(url=srv.url)
-    venue = VenueWithLedgerOps(settings)
+    venue = PaperExchangeWorker(settings)
     workers = [venue] + [load_worker(n)(settings) for n in PIPELINE] + [LedgerWorker(settings)]
     for w in workers:
         await w.start()

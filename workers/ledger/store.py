@@ -24,6 +24,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from bus.stamps import msg_ts, ns_from_reply, ns_from_rfc3339, ns_to_ts  # noqa: F401 - re-exported
+
 EVT_STREAM = "EXEC_EVT"
 AUDIT_STREAM = "AUDIT"
 
@@ -52,38 +54,7 @@ def mkt_key(cid: str) -> str:
     return f"mkt.{cid}"
 
 
-# ---- stream timestamps: integer nanoseconds, the same on every read path -----------------------
-
-
-def ns_from_reply(reply: str | None) -> int:
-    """The stream timestamp (ns) from a JetStream delivery's reply subject ($JS.ACK....)."""
-    if not reply:
-        return 0
-    tokens = reply.split(".")
-    if len(tokens) == 9:  # v1: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        return int(tokens[7])
-    if len(tokens) >= 11:  # v2: $JS.ACK.<domain>.<acchash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        return int(tokens[9])
-    return 0
-
-
-def ns_from_rfc3339(s: str) -> int:
-    """``2024-05-18T02:40:00.123456789Z`` → ns (nanosecond digits kept exactly)."""
-    m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$", s.strip())
-    if not m:
-        raise ValueError(f"bad timestamp {s!r}")
-    base = _dt.datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
-    frac = (m.group(2) or "").ljust(9, "0")[:9]
-    return int(base.timestamp()) * 1_000_000_000 + int(frac)
-
-
-def ns_to_ts(ns: int) -> float:
-    """Epoch seconds at microsecond resolution (deterministic: the same ns → the same float)."""
-    return (ns // 1000) / 1_000_000
-
-
-def msg_ts(msg: Msg) -> float:
-    return ns_to_ts(ns_from_reply(msg.reply))
+# ---- stream timestamps: bus.stamps (shared with the coordinator, which decides with that clock) ---
 
 
 # ---- reading single messages and whole streams -----------------------------------------------
