@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -36,6 +37,8 @@ from bus.topology import CONSUMERS, ConsumerSpec, dlq_subject, ensure_topology, 
 from schemas.codec import DecodeError
 
 log = logging.getLogger("jetexec.runtime")
+
+_NO_SPAN = contextlib.nullcontext()  # reusable: the untraced path's span context manager
 
 
 _tracing_checked = (0.0, False)
@@ -114,8 +117,7 @@ class Publisher:
             headers = dict(out.headers or {})
             headers["Nats-Msg-Id"] = out.msg_id
             if traced:
-                cid = out.subject.rsplit(".", 1)[-1]
-                with tracing.producer_span(out.subject, headers, msg_id=out.msg_id, cid=cid):
+                with tracing.producer_span(out.subject, headers, msg_id=out.msg_id, cid=tracing.cid_of(out.subject)):
                     futures.append(await self.js.publish_async(out.subject, out.data, headers=headers))
             else:
                 futures.append(await self.js.publish_async(out.subject, out.data, headers=headers))
@@ -240,35 +242,36 @@ class ConsumerLoop:
             metrics.REDELIVERIES.labels(self.worker, template).inc()
         started = time.perf_counter()
         outcome = "ok"
-        try:
-            if tracing_on():
-                with tracing.consumer_span(msg.subject, headers, durable=self.spec.durable, msg_id=headers.get("Nats-Msg-Id"), cid=d.cid, delivery=delivered, stream_seq=seq):
-                    outs = await self.handler(d)
-                    await Publisher(self.js).publish(outs)
-            else:
+        # The span covers the outcome too: a dead letter (and its StageFailed fact) or a retry stays
+        # in the execution's trace. Without a tracer provider, no span at all (see tracing_on).
+        span_cm = tracing.consumer_span(msg.subject, headers, durable=self.spec.durable, msg_id=headers.get("Nats-Msg-Id"), cid=tracing.cid_of(msg.subject), delivery=delivered, stream_seq=seq) if tracing_on() else _NO_SPAN
+        with span_cm as span:
+            try:
                 outs = await self.handler(d)
                 await Publisher(self.js).publish(outs)
-            if self.ack_sync:
-                await msg.ack_sync(timeout=5)
-            else:
-                await msg.ack()
-        except (DecodeError, Poison) as exc:
-            outcome = "dead_lettered"
-            code = exc.reason_code.value if isinstance(exc, DecodeError) else exc.reason_code
-            await self._dead_letter(d, str(code), getattr(exc, "detail", str(exc)))
-        except Retry as exc:
-            outcome = "retried"
-            await self._retry_or_dead_letter(d, exc.delay, str(exc))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug or an unexpected outage: retry with backoff, never drop
-            outcome = "error"
-            log.exception("%s: handler failed on %s (delivery %d)", self.worker, template, delivered)
-            await self._retry_or_dead_letter(d, min(0.2 * 2 ** delivered, 5.0), f"{type(exc).__name__}: {exc}")
-        finally:
-            counter, histogram = self._children(template, outcome)
-            counter.inc()
-            histogram.observe(time.perf_counter() - started)
+                if self.ack_sync:
+                    await msg.ack_sync(timeout=5)
+                else:
+                    await msg.ack()
+            except (DecodeError, Poison) as exc:
+                outcome = "dead_lettered"
+                code = exc.reason_code.value if isinstance(exc, DecodeError) else exc.reason_code
+                await self._dead_letter(d, str(code), getattr(exc, "detail", str(exc)))
+            except Retry as exc:
+                outcome = "retried"
+                await self._retry_or_dead_letter(d, exc.delay, str(exc))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug or an unexpected outage: retry with backoff, never drop
+                outcome = "error"
+                log.exception("%s: handler failed on %s (delivery %d)", self.worker, template, delivered)
+                await self._retry_or_dead_letter(d, min(0.2 * 2 ** delivered, 5.0), f"{type(exc).__name__}: {exc}")
+            finally:
+                counter, histogram = self._children(template, outcome)
+                counter.inc()
+                histogram.observe(time.perf_counter() - started)
+                if span is not None:
+                    tracing.set_outcome(span, outcome)
 
     def _children(self, template: str, outcome: str):
         """Metric children per (subject template, outcome), looked up once (labels() is not free)."""
@@ -366,6 +369,9 @@ class WorkerApp:
     async def teardown(self) -> None:
         pass
 
+    async def on_reconnected(self) -> None:
+        """Hook: the connection came back after an outage."""
+
     async def start(self) -> None:
         tracing.setup_tracing(self.name)
         self.nc = await connect(self.settings, f"jetexec-{self.name}")
@@ -376,16 +382,17 @@ class WorkerApp:
 
         async def _rec() -> None:
             self.health.connected = True
+            await self.on_reconnected()
 
         self.nc._disconnected_cb = _disc  # noqa: SLF001 - nats-py has no setter after connect
         self.nc._reconnected_cb = _rec  # noqa: SLF001
         self.js = self.nc.jetstream(timeout=5)
         self.publisher = Publisher(self.js)
         if os.environ.get("JETEXEC_SKIP_PROVISION") == "1":
-            missing = await verify_topology(self.js)
-            if missing:
-                raise RuntimeError(f"topology not provisioned: {', '.join(missing)}")
+            if not await self._await_topology():
+                return  # stopped while waiting
         else:
+            self.health.detail = "provisioning topology"
             await ensure_topology(self.js)
         await self.setup()
         for consumer_name, handler in self.consumers():
@@ -402,10 +409,43 @@ class WorkerApp:
             loop.on_dead_letter = self.on_dead_letter
             self.loops.append(loop)
             self.background.append(asyncio.create_task(loop.run()))
+        if not self.loops:
+            # No pull loop (gateway, paper exchange): liveness is the event loop turning.
+            self.background.append(asyncio.create_task(self._heartbeat()))
         self.health.ready = True
 
+    async def _await_topology(self) -> bool:
+        """Provisioning is another identity's job (the provision Job / compose service): until every
+        stream, consumer and bucket exists, stay alive (/healthz 200) but not ready (/readyz 503 with
+        what is missing), and check again. False if asked to stop meanwhile."""
+        delay, logged = 0.25, ""
+        while not self.stopping.is_set():
+            try:
+                missing = await verify_topology(self.js)
+            except Exception as exc:  # NATS unavailable for now: same answer, not ready
+                missing = [f"(cannot verify: {type(exc).__name__})"]
+            if not missing:
+                return True
+            detail = f"topology not provisioned: {', '.join(missing)}"
+            self.health.not_ready(detail)
+            self.health.progress()
+            if detail != logged:
+                log.warning("%s: %s; waiting", self.name, detail)
+                logged = detail
+            try:
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * 2, 2.0)
+        return False
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.health.progress()
+            await asyncio.sleep(1.0)
+
     async def stop(self) -> None:
-        self.health.ready = False
+        self.health.not_ready("draining")
         await asyncio.gather(*(loop.stop() for loop in self.loops))
         for t in self.background:
             t.cancel()
@@ -426,7 +466,8 @@ class WorkerApp:
         if metrics_port:
             server = await metrics.serve_http(self.health, os.environ.get("JETEXEC_METRICS_HOST", "0.0.0.0"), metrics_port)
         await self.start()
-        print(f"worker {self.name} consuming", flush=True)
+        if self.health.ready:
+            print(f"worker {self.name} consuming", flush=True)
         await self.stopping.wait()
         await self.stop()
         if server is not None:

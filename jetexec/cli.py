@@ -360,6 +360,38 @@ def bench(
     _run(main())
 
 
+@app.command()
+def chaos(
+    small: bool = typer.Option(False, "--small", help="the CI size: 150 intents, 8 kills"),
+    intents: Optional[int] = typer.Option(None, "--intents"),
+    kills: Optional[int] = typer.Option(None, "--kills"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+) -> None:
+    """Kill workers and restart nats-server under load; print the no-loss / no-duplicate checks."""
+    from bench.chaos import SMALL, ChaosConfig, run_chaos
+
+    cfg = SMALL if small else ChaosConfig()
+    if intents is not None:
+        cfg.intents = intents
+    if kills is not None:
+        cfg.kills = kills
+    if seed is not None:
+        cfg.seed = seed
+
+    async def main() -> None:
+        report = await run_chaos(cfg, log=lambda line: console.print(line, highlight=False))
+        out.print(report.render(), highlight=False)
+        if not report.ok:
+            raise CliError("chaos checks failed")
+
+    _run(main())
+
+
+from jetexec.cli_ledger import register as _register_ledger  # noqa: E402 - ledger/audit/recon/report commands
+
+_register_ledger(app)
+
+
 def main() -> None:
     app()
 

@@ -7,7 +7,8 @@ State:     KV ``EXECUTIONS`` (key = cid), written only with a revision check.
 Config:    ``JETEXEC_COORDINATOR_CONFIG`` JSON: ``stage_timeout_ms`` per state, ``fill_delay_warn_s``
            (GR064), ``max_adjust_rounds``.
 
-Per fact: load the record and its revision → :func:`core.coordinator.decide` → write with
+Per fact: load the record and its revision → :func:`core.coordinator.decide` (``now`` = the fact's
+stream timestamp, so the ledger can replay exactly the same decisions) → write with
 ``update(last=revision)`` (a concurrent writer makes us reload and re-decide) → publish the outbox
 (deterministic ids) → ack. Re-applying a fact changes nothing; if the fact's own outbox is still in
 the record's ``outbox_log`` it is published again (the server drops the duplicate ids), which covers
@@ -32,8 +33,9 @@ import time
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from bus import metrics
+from bus import metrics, tracing
 from bus.runtime import Delivery, Out, Poison, Retry, WorkerApp
+from bus.stamps import msg_ts
 from bus.topology import CONSUMERS, DUPLICATE_WINDOW_S, KV_EXECUTIONS, evt_subject
 from core.coordinator import CoordinatorConfig, decide, next_wake
 from core.execution_fsm import is_terminal
@@ -76,7 +78,7 @@ class CoordinatorWorker(WorkerApp):
             if cached is None and attempt == 0 and isinstance(fact, (ExecutionCreated, IntentRejected)):
                 cached = (None, None)  # a new execution: create() below fails if it exists after all
             record, revision = cached if cached is not None else await self._load(fact.cid)
-            new = decide(record, fact, time.time(), self.config)
+            new = decide(record, fact, msg_ts(d.msg) or time.time(), self.config)
             if new is None:
                 if record is None:
                     return []
@@ -87,6 +89,9 @@ class CoordinatorWorker(WorkerApp):
                 new.outbox_log = [*(record.outbox_log if record else []), OutboxEntry(d.stream_seq, new.outbox)][-OUTBOX_LOG:]
             try:
                 if revision is None:
+                    # The execution's trace context, for what it publishes later from no message:
+                    # timers and outbox re-publishes (docs/observability.md).
+                    new.trace_parent = tracing.current_traceparent(d.headers)
                     new_revision = await self.kv.create(fact.cid, encode(new))
                 else:
                     new_revision = await self.kv.update(fact.cid, encode(new), last=revision)
@@ -98,6 +103,7 @@ class CoordinatorWorker(WorkerApp):
                 if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
                     continue
                 raise Retry(f"KV write failed: {type(exc).__name__}")
+            tracing.annotate(state=new.state, symbol=new.intent.symbol if new.intent else None, side=new.intent.side if new.intent else None, alerts=[a.code for a in new.alerts[len(record.alerts) if record else 0 :]])
             if is_terminal(new.state):
                 self.cache.pop(fact.cid, None)
             else:
@@ -122,6 +128,11 @@ class CoordinatorWorker(WorkerApp):
     @staticmethod
     def _outbox(record: ExecutionRecord) -> list[Out]:
         return [Out(m.subject, m.data, m.msg_id) for m in record.outbox]
+
+    async def on_reconnected(self) -> None:
+        """After a bus outage, stage results may sit with a dead delivery until ack_wait: judge no
+        timeout until they have had that chance (as after our own restart)."""
+        self.grace_until = max(self.grace_until, time.time() + STARTUP_GRACE_S)
 
     # ---- timers ------------------------------------------------------------------------------
     def _arm(self, record: ExecutionRecord) -> None:
@@ -148,7 +159,8 @@ class CoordinatorWorker(WorkerApp):
                 continue
             self._arm(record)
             if record.updated_at >= recent and record.outbox_log:
-                outs = [Out(m.subject, m.data, m.msg_id) for e in record.outbox_log for m in e.msgs]
+                headers = {"traceparent": record.trace_parent} if record.trace_parent else None  # its execution's trace
+                outs = [Out(m.subject, m.data, m.msg_id, headers) for e in record.outbox_log for m in e.msgs]
                 await self.publisher.publish(outs)
 
     async def _timer_loop(self) -> None:
@@ -169,8 +181,10 @@ class CoordinatorWorker(WorkerApp):
             if record is None:
                 continue
             fact = TimerFired(cid=cid, step=record.version, kind="WAKE", ts=time.time())
+            # No incoming message here: publish under the execution's stored trace context.
+            headers = {"traceparent": record.trace_parent} if record.trace_parent else None
             try:
-                await self.publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.timer.{record.version}.{int(due * 1000)}")
+                await self.publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.timer.{record.version}.{int(due * 1000)}", headers)
             except Exception:
                 log.warning("timer publish failed for %s; retrying", cid)
                 self.wake_at[cid] = time.time() + 0.5
