@@ -68,6 +68,17 @@ async def _resting(client, key: str, qty: int = 30, split: str | None = None) ->
     return receipt.correlation_id
 
 
+async def _ledger_caught_up(client, timeout: float = 30.0) -> None:
+    """The report reads the ledger: wait until the ledger consumer has taken every fact."""
+    js = client.nc.jetstream()
+
+    async def caught_up() -> bool:
+        info = await js.consumer_info("EXEC_EVT", "ledger")
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await _until(caught_up, timeout)
+
+
 async def run_demo(keep: bool = False) -> None:
     from jetexec.cli import CliError, _print_results
     from jetexec.client import JetexecClient
@@ -116,6 +127,12 @@ async def run_demo(keep: bool = False) -> None:
             console.print(table)
             alerts = Counter(a.value for r in every for a in r.alerts)
             console.print("alerts raised: " + (", ".join(f"{k}×{v}" for k, v in sorted(alerts.items())) or "none"))
+            console.rule("5. transaction-cost report")
+            from jetexec.cli_ledger import write_report
+
+            await _ledger_caught_up(client)
+            report_path = await write_report(client.nc, list(dict.fromkeys(r.correlation_id for r in every)), Path.cwd() / "jetexec-demo-report.html")
+            console.print(f"report: {report_path.resolve()}")
             console.print(f"done in {time.monotonic() - started:.1f}s")
             outcome["ok"] = (
                 all(r.state.value in TERMINAL for r in every)
