@@ -344,11 +344,20 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="small sizes: checks the bench works (CI), not the targets"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     output: Optional[Path] = typer.Option(None, "--output", help="also write the JSON here"),
+    soak: Optional[int] = typer.Option(None, "--soak", help="instead: push N intents and report each worker's memory growth"),
 ) -> None:
     """Measure the bus ceiling, executions/s, latency and escape latency on an embedded server."""
     from bench.run import render, run
 
     async def main() -> None:
+        if soak:
+            from bench.soak import soak as run_soak
+
+            result = await run_soak(soak, log=lambda line: console.print(line, highlight=False))
+            if output:
+                output.write_text(json.dumps(result, indent=2))
+            print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+            return
         result = await run(quick=quick)
         if output:
             output.write_text(json.dumps(result, indent=2))
