@@ -19,9 +19,13 @@ Accounting — every hostile message ends in exactly one of these, and the test 
   ``Jetexec-Reason`` is the reason :func:`expected_reason` derives from the codec, on the FIRST delivery
   (no retry storm), carrying the original bytes. A dead-lettered command also becomes a ``StageFailed``
   fact, which the coordinator acknowledges as a no-op (no such execution).
-* ``exec.evt.<cid>`` (coordinator; the ledger too when that worker exists): a dead letter as above when
-  the fact does not decode/validate or names another execution than its subject; otherwise (a valid fact
-  about an execution that does not exist) an ack that changes nothing — no dead letter and no record.
+* ``exec.evt.<cid>``, coordinator: a dead letter as above when the fact does not decode/validate or
+  names another execution than its subject; otherwise (a valid fact about an execution that does not
+  exist) an ack that changes nothing — no dead letter and no record.
+* ``exec.evt.<cid>``, ledger (run as ``python -m workers.ledger`` until it is in ``workers.WORKERS``):
+  its fold must not stop at a bad fact, so it acknowledges it with a ``LEDGER_UNDECODABLE_FACT`` audit
+  entry naming the fact's stream sequence — or dead-letters it when the subject token is no legal id
+  (no execution can have it; its state key would be illegal). Valid facts of no execution: acked.
 
 Then: no worker process exited (same PIDs) or logged a traceback; ``jetexec_dead_letters_total`` and
 ``jetexec_messages_total{outcome="dead_lettered"}`` on each worker's /metrics equal its dead letters, and
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import enum
 import json
 import os
 import re
@@ -40,7 +45,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -222,12 +227,12 @@ def _kind(v) -> str:
         return "bool"
     if isinstance(v, Decimal):
         return "decimal"
-    if isinstance(v, int) and not isinstance(v, (Side,)) and not hasattr(v, "value"):
+    if isinstance(v, enum.Enum):  # before str: the enums are str enums
+        return "enum"
+    if isinstance(v, int):
         return "int"
     if isinstance(v, float):
         return "float"
-    if hasattr(v, "value") and isinstance(getattr(v, "value"), str):
-        return "enum"
     if isinstance(v, str):
         return "str"
     if v is None:
