@@ -287,7 +287,7 @@ def provision(mode: Optional[str] = typer.Option(None, "--mode"), nats_url: Opti
     async def main() -> None:
         settings = NatsSettings.from_env(nats_url)
         await (await _client(nats_url)).close()  # unreachable: the usual one-line error, not a long retry loop
-        await do_provision(settings.servers[0], mode)
+        await do_provision(settings, mode)
         out.print("topology provisioned")
 
     _run(main())

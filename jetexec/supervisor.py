@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nats
 
 from bus.server import EmbeddedServer
+from bus.settings import NatsSettings, connect
 from bus.topology import KV_SAFETY, ensure_topology
 
 DEFAULT_WORKERS: tuple[tuple[str, int], ...] = (
@@ -125,8 +125,11 @@ class Supervisor:
                     await child.proc.wait()
 
 
-async def provision(url: str, mode: str | None = None) -> None:
-    nc = await nats.connect(url, connect_timeout=5)
+async def provision(url: str | NatsSettings, mode: str | None = None) -> None:
+    """Create or update the topology (and set the mode). Uses the full connection settings —
+    credentials and TLS — when given ``NatsSettings``; a bare URL is for the embedded server."""
+    settings = url if isinstance(url, NatsSettings) else NatsSettings(url=url)
+    nc = await connect(settings, "jetexec-provision", connect_timeout=5, max_reconnect=3)
     try:
         js = nc.jetstream(timeout=10)
         await ensure_topology(js)
