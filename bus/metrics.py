@@ -1,13 +1,17 @@
 """Prometheus metrics and the /metrics, /healthz, /readyz endpoints of every worker.
 
 ``/healthz``: the pull loops are making progress (a message, a heartbeat or an empty pull within the
-liveness window). It does not fail on a NATS disconnect: the client reconnects, restarts make it
-worse. ``/readyz``: connected and the topology verified.
+liveness window, ``JETEXEC_LIVENESS_WINDOW_S``, default 30 s); a worker without a pull loop (gateway,
+paper exchange) proves its event loop turns. It does not fail on a NATS disconnect: the client
+reconnects, restarts make it worse. ``/readyz``: connected and the topology verified (503 with the
+reason otherwise: starting, topology not provisioned, NATS disconnected, draining).
+See docs/observability.md for the metric list.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -30,15 +34,45 @@ VENUE_CALLS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 LAST_PROGRESS = Gauge("jetexec_pull_loop_last_progress_seconds", "Unix time of the last pull-loop progress", ["worker"])
+READY = Gauge("jetexec_ready", "1 when the worker is ready (connected, topology verified, consuming)", ["worker"])
+CONNECTED = Gauge("jetexec_nats_connected", "1 while the NATS connection is up", ["worker"])
 
 
 class Health:
-    def __init__(self, worker: str, liveness_window_s: float = 30.0) -> None:
+    def __init__(self, worker: str, liveness_window_s: float | None = None) -> None:
         self.worker = worker
-        self.window = liveness_window_s
+        self.window = liveness_window_s if liveness_window_s is not None else float(os.environ.get("JETEXEC_LIVENESS_WINDOW_S", "30"))
         self.last_progress = time.time()
+        self._ready = False
+        self._connected = False
+        self.detail = "starting"  # why /readyz says no, while it does
+        READY.labels(worker).set(0)
+        CONNECTED.labels(worker).set(0)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+        if value:
+            self.detail = ""
+        READY.labels(self.worker).set(1 if value and self._connected else 0)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @connected.setter
+    def connected(self, value: bool) -> None:
+        self._connected = value
+        CONNECTED.labels(self.worker).set(1 if value else 0)
+        READY.labels(self.worker).set(1 if value and self._ready else 0)
+
+    def not_ready(self, detail: str) -> None:
         self.ready = False
-        self.connected = False
+        self.detail = detail
 
     def progress(self) -> None:
         self.last_progress = time.time()
@@ -47,6 +81,13 @@ class Health:
     @property
     def live(self) -> bool:
         return time.time() - self.last_progress < self.window
+
+    def readiness(self) -> tuple[bool, str]:
+        if self._ready and self._connected:
+            return True, "ready"
+        if not self._connected and self._ready:
+            return False, "NATS disconnected"
+        return False, self.detail or "not ready"
 
 
 async def serve_http(health: Health, host: str, port: int) -> asyncio.AbstractServer:
@@ -65,8 +106,8 @@ async def serve_http(health: Health, host: str, port: int) -> asyncio.AbstractSe
                 ok = health.live
                 status, ctype, body = (200 if ok else 503), "text/plain", (b"ok\n" if ok else b"pull loop stalled\n")
             elif path == "/readyz":
-                ok = health.ready and health.connected
-                status, ctype, body = (200 if ok else 503), "text/plain", (b"ready\n" if ok else b"not ready\n")
+                ok, why = health.readiness()
+                status, ctype, body = (200 if ok else 503), "text/plain", f"{why}\n".encode()
             else:
                 status, ctype, body = 404, "text/plain", b"not found\n"
             reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]

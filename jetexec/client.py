@@ -6,6 +6,11 @@
 
 ``submit`` retries until the gateway confirms (the intent's deterministic id makes retries safe);
 ``wait`` watches the execution's KV record until it reaches a terminal state.
+
+Tracing: when the application has installed an OpenTelemetry SDK tracer provider (for instance with
+``bus.tracing.setup_tracing("my-strategy")`` and the ``OTEL_*`` variables), ``submit`` opens a CLIENT
+span ``exec.intake`` and sends its ``traceparent`` with the intent, so the execution's trace starts in
+the caller's (the gateway's ``process exec.intake`` span becomes its child); ``escape`` does the same.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import msgspec
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from nats.js.errors import KeyNotFoundError
 
+from bus import tracing
+from bus.runtime import tracing_on
 from bus.settings import NatsSettings, connect
 from bus.topology import INTAKE_SUBJECT, KV_EXECUTIONS, KV_SAFETY, escape_subject
 from core.coordinator import to_result
@@ -61,11 +68,20 @@ class JetexecClient:
     async def submit(self, intent: bytes | str | dict[str, Any], timeout: float = 30.0) -> IntakeReceipt:
         """Send one intent (a dict or raw JSON); returns the gateway's receipt."""
         raw = intent if isinstance(intent, bytes) else (intent.encode() if isinstance(intent, str) else json.dumps(intent).encode())
+        if tracing_on():
+            headers: dict[str, str] = {}
+            with tracing.client_span(INTAKE_SUBJECT, headers) as span:
+                receipt = await self._submit(raw, timeout, headers)
+                tracing.annotate(span, cid=receipt.correlation_id, state=receipt.state, reason_code=receipt.reason_code, alerts=receipt.alerts)
+                return receipt
+        return await self._submit(raw, timeout, None)
+
+    async def _submit(self, raw: bytes, timeout: float, headers: dict[str, str] | None) -> IntakeReceipt:
         deadline = time.monotonic() + timeout
         delay = 0.05
         while True:
             try:
-                msg = await self.nc.request(INTAKE_SUBJECT, raw, timeout=min(5.0, max(0.1, deadline - time.monotonic())))
+                msg = await self.nc.request(INTAKE_SUBJECT, raw, timeout=min(5.0, max(0.1, deadline - time.monotonic())), headers=headers)
                 return decode(msg.data, IntakeReceipt)
             except (NatsTimeout, NoRespondersError, asyncio.TimeoutError):
                 if time.monotonic() >= deadline:
@@ -124,7 +140,13 @@ class JetexecClient:
 
     async def escape(self, cid: str | None, flatten: bool = False, reason: str = "MANUAL", safety_state: SafetyState | None = None) -> None:
         req = EscapeRequest(reason=reason, cid=cid, flatten=flatten, requested_at=time.time(), safety_state=safety_state)
-        await self.js.publish(escape_subject(cid), encode(req), headers={"Nats-Msg-Id": f"escape.{cid or 'all'}.{time.time_ns()}"})
+        subject = escape_subject(cid)
+        headers = {"Nats-Msg-Id": f"escape.{cid or 'all'}.{time.time_ns()}"}
+        if tracing_on():
+            with tracing.producer_span(subject, headers, msg_id=headers["Nats-Msg-Id"], cid=cid):
+                await self.js.publish(subject, encode(req), headers=headers)
+            return
+        await self.js.publish(subject, encode(req), headers=headers)
 
     async def halt(self) -> None:
         """LOCKDOWN: refuse new intents and cancel everything live."""

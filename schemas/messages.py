@@ -353,6 +353,7 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     last_fact_seq: int = 0
     outbox: list[OutMsg] = []
     outbox_log: list[OutboxEntry] = []  # the last few outboxes, by fact sequence
+    trace_parent: str = ""  # W3C traceparent of the execution's trace (timers, re-publishes, escapes join it)
 
 
 class ChildResult(msgspec.Struct, frozen=True, kw_only=True):

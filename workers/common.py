@@ -12,7 +12,10 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
-from bus.runtime import Delivery, Poison
+from opentelemetry.trace import Status, StatusCode
+
+from bus import metrics, tracing
+from bus.runtime import Delivery, Poison, tracing_on
 from bus.topology import KV_SAFETY, subject_template, venue_api
 from core.symbols import SymbolSpec
 from schemas.codec import decode, decode_command, encode
@@ -39,18 +42,43 @@ class VenueUnavailable(Exception):
 
 
 class VenueClient:
-    """Request/reply client for the venue protocol (``venue.api.<op>``)."""
+    """Request/reply client for the venue protocol (``venue.api.<op>``).
+
+    ``call`` is one CLIENT span ``venue.api.<op>`` (when tracing is on) whose ``traceparent`` rides in
+    the request headers — the venue's reports for that order continue the execution's trace — and
+    one ``jetexec_venue_call_seconds{op, outcome}`` observation (accepted / rejected / ok / unavailable).
+    """
 
     def __init__(self, nc: Client, timeout: float = 2.0) -> None:
         self.nc = nc
         self.timeout = timeout
 
     async def call(self, op: str, request: object, reply_type: type, timeout: float | None = None):
+        subject = venue_api(op)
+        if not tracing_on():
+            return await self._call(op, subject, request, reply_type, timeout, None)
+        headers: dict[str, str] = {}
+        with tracing.client_span(subject, headers, cid=getattr(request, "cid", None), client_order_id=getattr(request, "client_order_id", None)) as span:
+            try:
+                reply = await self._call(op, subject, request, reply_type, timeout, headers)
+            except VenueUnavailable as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                raise
+            accepted = getattr(reply, "accepted", None)
+            tracing.annotate(span, outcome=None if accepted is None else ("accepted" if accepted else "rejected"), reason_code=getattr(reply, "reason_code", None))
+            return reply
+
+    async def _call(self, op: str, subject: str, request: object, reply_type: type, timeout: float | None, headers: dict[str, str] | None):
+        started = time.perf_counter()
         try:
-            msg = await self.nc.request(venue_api(op), encode(request), timeout=timeout or self.timeout)
+            msg = await self.nc.request(subject, encode(request), timeout=timeout or self.timeout, headers=headers)
         except (NatsTimeout, asyncio.TimeoutError, NoRespondersError) as exc:
+            metrics.VENUE_CALLS.labels(op, "unavailable").observe(time.perf_counter() - started)
             raise VenueUnavailable(f"venue {op}: {type(exc).__name__}") from None
-        return decode(msg.data, reply_type)
+        reply = decode(msg.data, reply_type)
+        accepted = getattr(reply, "accepted", None)
+        metrics.VENUE_CALLS.labels(op, "ok" if accepted is None else ("accepted" if accepted else "rejected")).observe(time.perf_counter() - started)
+        return reply
 
     async def symbols(self) -> list[SymbolInfo]:
         msg = await self.nc.request(venue_api("symbols"), b"{}", timeout=self.timeout)

@@ -9,6 +9,9 @@ Writes:    KV ``SAFETY``: the HALT fence ``halt.<cid>`` / ``halt.ALL`` *before* 
            of their queue), and ``state`` for a halt (LOCKDOWN) or lane overflow (FAIL).
 Calls:     the venue directly (``venue.api.cancel`` → CancelAck; ``venue.api.new`` for the
            flatten order) — it does not wait for the send worker or the coordinator.
+Tracing:   an operator's request has its own trace; each execution's escape is an ``escape`` span
+           inside the *execution's* trace (``ExecutionRecord.trace_parent``) with a link to the
+           request's span, and the venue cancels and EscapeStarted/EscapeDone are its children.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from decimal import Decimal
 
 from nats.js.errors import KeyNotFoundError
 
+from bus import tracing
 from bus.runtime import Delivery, Out, Poison, WorkerApp
 from bus.topology import CONSUMERS, KV_EXECUTIONS, KV_SAFETY, evt_subject
 from core.execution_fsm import is_terminal
@@ -99,12 +103,23 @@ class EscapeWorker(WorkerApp):
         return decode(entry.value, ExecutionRecord) if entry.value else None
 
     async def _escape_one(self, cid: str, reason: str, flatten: bool, seq: int) -> list[Out]:
-        now = time.time()
-        subject = evt_subject(cid)
-        started = Out(subject, encode(EscapeStarted(cid=cid, reason=reason, fence=cid, ts=now)), f"{cid}.escape.{seq}.started")
         record = await self._record(cid)
         if record is None or is_terminal(record.state):
             return []  # nothing live: an escape of a finished execution is a no-op
+        with tracing.execution_span("escape", record.trace_parent, cid=cid, reason=reason, state=record.state, symbol=record.intent.symbol if record.intent else None):
+            outs = await self._escape_live(record, reason, flatten, seq)
+            # EscapeStarted/EscapeDone are published after this returns: carry the escape span's
+            # context (or, untraced here, the execution's own) so they stay in the execution's trace.
+            traceparent = tracing.current_traceparent({"traceparent": record.trace_parent})
+        if traceparent:
+            outs = [Out(o.subject, o.data, o.msg_id, {"traceparent": traceparent}) for o in outs]
+        return outs
+
+    async def _escape_live(self, record: ExecutionRecord, reason: str, flatten: bool, seq: int) -> list[Out]:
+        cid = record.cid
+        now = time.time()
+        subject = evt_subject(cid)
+        started = Out(subject, encode(EscapeStarted(cid=cid, reason=reason, fence=cid, ts=now)), f"{cid}.escape.{seq}.started")
         live = [c.client_order_id for c in record.children if c.dispatched and c.state not in ORDER_TERMINAL]
         # Every cancel at once: the slowest child, not the sum of them, bounds the escape.
         acks = await asyncio.gather(*(self._cancel(coid) for coid in live))
@@ -120,6 +135,7 @@ class EscapeWorker(WorkerApp):
         if reason == "VENUE_DISCONNECT" or failed:
             if not any(a.code is AlertCode.FS095 for a in alerts):
                 alerts.append(alert(AlertCode.FS095, "ESCAPING", f"venue unreachable for {len(failed)} cancels", now))
+        tracing.annotate(alerts=[a.code for a in alerts], cancelled=len(cancelled), failed=len(failed))
         flatten_id = await self._flatten(record) if flatten else None
         done = EscapeDone(cid=cid, reason=reason, cancelled=tuple(cancelled), failed=tuple(failed), flatten_client_order_id=flatten_id, alerts=tuple(alerts), ts=time.time())
         # Published in this order, pipelined, before the request is acked.

@@ -8,6 +8,10 @@ An intent is *accepted* only once its fact is stored in JetStream (the publish a
 gets no receipt retries, and the deterministic ``Nats-Msg-Id`` (``<cid>.created``) plus the
 coordinator's create-once rule make the retry harmless. Contract validation happens here
 (:func:`core.intake.parse_intent`); unknown symbols get FS091.
+
+Tracing: every request is a CONSUMER span ``process exec.intake`` — the root of the execution's trace,
+or the child of the client's span when the request carries a ``traceparent`` — and the fact's PRODUCER
+span is its child. Metrics: ``jetexec_messages_total{subject="exec.intake", outcome=accepted|rejected|error}``.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 
 import msgspec
 
-from bus.runtime import Publisher, WorkerApp
+from bus import metrics, tracing
+from bus.runtime import Publisher, WorkerApp, tracing_on
 from bus.topology import INTAKE_SUBJECT, evt_subject
 from core.guardrails import alert
 from core.ids import rejection_id
@@ -80,11 +86,22 @@ class GatewayWorker(WorkerApp):
 
     async def _answer(self, msg) -> None:
         self.health.progress()
+        started = time.perf_counter()
+        outcome = "error"
         try:
-            receipt = await self.intake(msg.data)
+            if tracing_on():
+                # No ConsumerLoop here: the execution's first span is opened explicitly.
+                with tracing.consumer_span(INTAKE_SUBJECT, msg.headers, durable="gateway", msg_id=None, cid=None):
+                    receipt = await self.intake(msg.data)
+            else:
+                receipt = await self.intake(msg.data)
+            outcome = "accepted" if receipt.accepted else "rejected"
         except Exception as exc:  # JetStream unavailable: no receipt means "not accepted, retry"
             log.warning("intake failed: %s", type(exc).__name__)
             return
+        finally:
+            metrics.MESSAGES.labels(self.name, INTAKE_SUBJECT, outcome).inc()
+            metrics.HANDLER_SECONDS.labels(self.name, INTAKE_SUBJECT).observe(time.perf_counter() - started)
         if msg.reply:
             await self.nc.publish(msg.reply, encode(receipt))
 
@@ -96,10 +113,12 @@ class GatewayWorker(WorkerApp):
             key, cid = rejection_id(raw)
             alerts = (alert(AlertCode.FS091, "INTAKE", err.detail, now()),) if err.reason_code is ReasonCode.VALIDATION_INVALID_SYMBOL else ()
             fact = IntentRejected(cid=cid, idempotency_key=key, reason_code=err.reason_code, detail=err.detail, raw=raw[:512].decode("utf-8", "replace"), alerts=alerts, ts=now())
+            tracing.annotate(cid=cid, state=ExecutionState.FAILED, reason_code=err.reason_code, alerts=[a.code for a in alerts])
             await publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.rejected")
             return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=err.reason_code, detail=err.detail, alerts=[a.code for a in alerts])
         key, cid = intent_identity(intent)
         mode = self.safety.mode or self.default_mode
         fact = ExecutionCreated(cid=cid, idempotency_key=key, intent=intent, mode=mode, arrival_price=self.market.mid(intent.symbol), ts=now())
+        tracing.annotate(cid=cid, symbol=intent.symbol, side=intent.side, state=ExecutionState.INIT, strategy_id=intent.strategy_id, mode=mode)
         await publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.created")
         return IntakeReceipt(accepted=True, correlation_id=cid, idempotency_key=key, state=ExecutionState.INIT)

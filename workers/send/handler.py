@@ -19,7 +19,7 @@ import time
 
 import tenacity
 
-from bus import metrics
+from bus import tracing
 from bus.runtime import Delivery, Out, Retry, WorkerApp
 from bus.topology import evt_subject, report_subject
 from core.retry import RetryPolicy, tenacity_kwargs
@@ -54,6 +54,7 @@ class SendWorker(WorkerApp):
     async def handle(self, d: Delivery) -> list[Out]:
         cmd: SendCommand = command_of(d, SendCommand)
         child = cmd.child
+        tracing.annotate(symbol=child.symbol, side=child.side, client_order_id=child.client_order_id)
         subject = evt_subject(cmd.cid)
         msg_id = f"{cmd.cid}.send.{child.client_order_id}"
         if self.safety.is_halted(cmd.cid) or await self.safety.refresh_halt(cmd.cid):
@@ -99,13 +100,7 @@ class SendWorker(WorkerApp):
                 return OrderAck(accepted=status.state is not None and status.state.value not in ("REJECTED",), client_order_id=order.client_order_id, venue_order_id=status.venue_order_id, reject_reason="" if status.state and status.state.value != "REJECTED" else "rejected earlier")
         if self.safety.is_halted(order.cid):
             return OrderAck(accepted=False, client_order_id=order.client_order_id, reject_reason="escape fence set", reason_code=ReasonCode.HALTED, error_class=ErrorClass.NON_RETRYABLE)
-        started = time.perf_counter()
-        try:
-            ack = await self.venue.call("new", order, OrderAck)
-        except VenueUnavailable:
-            metrics.VENUE_CALLS.labels("new", "unavailable").observe(time.perf_counter() - started)
-            raise
-        metrics.VENUE_CALLS.labels("new", "accepted" if ack.accepted else "rejected").observe(time.perf_counter() - started)
+        ack = await self.venue.call("new", order, OrderAck)  # a CLIENT span + jetexec_venue_call_seconds
         if ack.reason_code is ReasonCode.DUPLICATE_CLIENT_ORDER_ID:
             # We sent it before (an ack lost on the way back): the venue has it, so it is ours.
             status = await self._query(order.client_order_id)
