@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import json
 import logging
 import os
 import re
@@ -29,7 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,6 +37,9 @@ from bus.server import free_port, port_open, server_binary
 from bus.settings import NatsSettings, connect
 from bus.topology import BUCKETS, CONSUMERS, KV_SAFETY, STREAMS, ensure_topology, verify_topology
 from tests.conftest import wait_for, wait_for_sync
+
+pytest.importorskip("cryptography", reason="the TLS tests need cryptography (pip install -r requirements-deploy.txt)")
+pytest.importorskip("yaml", reason="pip install -r requirements-deploy.txt")
 
 REPO = Path(__file__).resolve().parents[2]
 AUTH_CONF = REPO / "deploy" / "nats-auth.conf"
@@ -111,7 +113,6 @@ class Secured:
     passwords: dict[str, str]
     pki: dict[str, Path]
     proc: subprocess.Popen
-    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -777,5 +778,3 @@ def test_shipped_files_hold_no_secret():
         if "=" in line and not line.startswith("#"):
             assert line.split("=", 1)[1].startswith("change-me"), line
 
-
-_ = json
