@@ -622,7 +622,14 @@ async def test_pipeline_runs_under_least_privilege_without_a_single_violation(tm
     s = start_secured(tmp_path / "e2e")
     apps = []
     try:
-        await provision_as_admin(s)
+        # the provisioning Job's exact command, configured only through the environment (user,
+        # password, TLS CA and client certificate), like the Job and the compose service
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JETEXEC_", "OTEL_"))} | s.env("admin")
+        res = await asyncio.to_thread(
+            subprocess.run, [PY, "-m", "jetexec.cli", "provision", "--mode", "paper"], capture_output=True, timeout=120, env=env, cwd=REPO
+        )
+        assert res.returncode == 0 and b"topology provisioned" in res.stdout, res.stderr.decode()[-2000:]
+        assert s.passwords["admin"] not in (res.stdout + res.stderr).decode()
         monkeypatch.setenv("JETEXEC_SKIP_PROVISION", "1")
         # run the ledger's periodic reconciliation and snapshot inside this short test too
         monkeypatch.setenv("JETEXEC_RECON_INTERVAL_S", "0.5")
