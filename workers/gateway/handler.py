@@ -100,10 +100,19 @@ class GatewayWorker(WorkerApp):
             log.warning("intake failed: %s", type(exc).__name__)
             return
         finally:
-            metrics.MESSAGES.labels(self.name, INTAKE_SUBJECT, outcome).inc()
-            metrics.HANDLER_SECONDS.labels(self.name, INTAKE_SUBJECT).observe(time.perf_counter() - started)
+            counter, histogram = self._metric_children(outcome)
+            counter.inc()
+            histogram.observe(time.perf_counter() - started)
         if msg.reply:
             await self.nc.publish(msg.reply, encode(receipt))
+
+    def _metric_children(self, outcome: str):
+        """Metric children per outcome, looked up once (labels() is not free on the intake path)."""
+        cache = self.__dict__.setdefault("_children", {})
+        pair = cache.get(outcome)
+        if pair is None:
+            pair = cache[outcome] = (metrics.MESSAGES.labels(self.name, INTAKE_SUBJECT, outcome), metrics.HANDLER_SECONDS.labels(self.name, INTAKE_SUBJECT))
+        return pair
 
     async def intake(self, raw: bytes) -> IntakeReceipt:
         publisher = Publisher(self.js)
