@@ -50,7 +50,10 @@ class JetexecClient:
     @classmethod
     async def open(cls, url: str | None = None, settings: NatsSettings | None = None, name: str = "jetexec-client") -> "JetexecClient":
         s = settings or NatsSettings.from_env(url)
-        nc = await connect(s, name, max_reconnect=60)
+        # Fail fast when nothing listens (one clear error, not 15 s of retries); once connected,
+        # ride out a server restart like the workers do.
+        nc = await connect(s, name, max_reconnect=2)
+        nc.options["max_reconnect_attempts"] = 120
         return cls(nc)
 
     @classmethod
