@@ -32,6 +32,13 @@ class NatsSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
 
+    def __repr__(self) -> str:
+        # Never the password: the URL is shown without any user:password@, secrets not at all.
+        return (
+            f"NatsSettings(url={self.redacted_url()!r}, creds_file={self.creds_file!r}, nkey_seed_file={self.nkey_seed_file!r}, "
+            f"tls_ca={self.tls_ca!r}, tls_cert={self.tls_cert!r}, tls_key={self.tls_key!r})"
+        )
+
     @classmethod
     def from_env(cls, url: str | None = None, env: dict[str, str] | None = None) -> "NatsSettings":
         e = os.environ if env is None else env

@@ -113,7 +113,12 @@ class _Step:
         self.r.state = target
         self.r.transitions.append(Transition(current, target, self.now, reason))
         timeout = self.cfg.stage_timeout_ms.get(target)
-        self.r.deadline_at = self.now + timeout / 1000 if timeout else 0.0
+        start = self.now
+        if target is S.MONITORING:
+            # A TWAP/VWAP schedule longer than the MONITORING timeout is not a fill timeout: the
+            # clock starts when the last scheduled child is due.
+            start = max([self.now] + [c.scheduled_at for c in self.r.children if not c.dispatched])
+        self.r.deadline_at = start + timeout / 1000 if timeout else 0.0
         if is_terminal(target):
             self.r.completed_at = self.now
 
@@ -365,10 +370,13 @@ def decide(record: ExecutionRecord | None, fact: Fact, now: float, cfg: Coordina
     elif isinstance(fact, TimerFired):
         if is_terminal(r.state):
             return None
-        if r.deadline_at and now >= r.deadline_at:
-            _on_stage_timeout(st)
-        _dispatch_due(st)
-        _check_fill_delay(st)
+        if fact.kind == "SCHEDULE":
+            _dispatch_due(st)  # scheduled children only: no stage timeout is judged on this wake
+        else:
+            if r.deadline_at and now >= r.deadline_at:
+                _on_stage_timeout(st)
+            _dispatch_due(st)
+            _check_fill_delay(st)
 
     elif isinstance(fact, EscapeStarted):
         if is_terminal(r.state):
@@ -456,6 +464,15 @@ def _check_fill_delay(st: _Step) -> None:
     for c in r.children:
         if c.state in ORDER_LIVE and c.filled_qty == 0 and c.sent_at and st.now - c.sent_at > st.cfg.fill_delay_warn_s and c.client_order_id not in warned:
             st.alert(AlertCode.GR064, "MONITORING", f"{c.client_order_id} has no fill after {st.now - c.sent_at:.0f}s")
+
+
+def schedule_due(r: ExecutionRecord, now: float) -> bool:
+    """Is a scheduled (TWAP/VWAP) child due to be sent?"""
+    return (
+        r.state in (S.SENDING, S.MONITORING, S.ADJUSTING)
+        and r.strategy is not SplitStrategy.ICEBERG
+        and any(not c.dispatched and c.scheduled_at <= now for c in r.children)
+    )
 
 
 def next_wake(r: ExecutionRecord, cfg: CoordinatorConfig = CoordinatorConfig()) -> float | None:

@@ -36,6 +36,9 @@ class CliError(Exception):
 
 def _run(coro) -> None:
     """Run a command; any failure is one clear line on stderr and exit code 1 (no traceback)."""
+    # asyncio's SSL transport warns once per failed TLS read ("eof_received() has no effect"):
+    # noise around the one line the user needs.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     try:
         asyncio.run(coro)
     except CliError as exc:

@@ -219,7 +219,7 @@ class TimerFired(_Fact, tag="TimerFired"):
     """A coordinator deadline or schedule came due. ``step`` is the version it was armed for."""
 
     step: int
-    kind: str  # STAGE_TIMEOUT | CHILD_DUE | NO_FILL_CHECK
+    kind: str  # WAKE (everything due) | SCHEDULE (scheduled children only: during a restart grace)
     client_order_id: str | None = None
 
 

@@ -726,7 +726,6 @@ def test_redacted_url_and_credential_fields_hold_no_secret():
         assert secret not in shown
 
 
-@pytest.mark.xfail(strict=True, reason="bus/settings.py keeps `url` (with any user:password@) in NatsSettings' repr; fix requested")
 def test_settings_repr_holds_no_password_from_the_url():
     s = NatsSettings.from_env(env=SECRET_ENV)
     for secret in ("s3cr3t-pw", "t0p-secret", "alice:", "bob:"):
@@ -762,8 +761,6 @@ def test_cli_error_for_wrong_password_names_the_server_not_the_password(wrong_pa
     assert all(pw not in log for pw in secured.passwords.values())
 
 
-@pytest.mark.xfail(strict=True, reason="jetexec/cli.py lets asyncio's 'returning true from eof_received() has no effect "
-                   "when using ssl' warnings reach stderr on TLS auth failures; fix requested")
 def test_cli_error_for_wrong_password_over_tls_is_one_line(wrong_password_run):
     assert len(wrong_password_run) == 1, wrong_password_run[:3]
 

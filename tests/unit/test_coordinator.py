@@ -193,3 +193,24 @@ def test_gr064_once_per_silent_child():
     r = decide(r, TimerFired(cid=CID, step=r.version, kind="WAKE"), T0 + 31, cfg)
     assert [a.code for a in r.alerts].count(AlertCode.GR064) == 1
     assert decide(r, TimerFired(cid=CID, step=r.version, kind="WAKE"), T0 + 40, cfg) is None
+
+
+def test_schedule_wake_sends_due_children_but_judges_no_timeout():
+    kids = (child(0, "50", at=T0), child(1, "50", at=T0 + 10))
+    r = started(kids, SplitStrategy.TWAP)
+    r = run([ChildAccepted(cid=CID, client_order_id=kids[0].client_order_id, venue_order_id="V")], record=r)
+    late = r.deadline_at + 100  # way past the MONITORING deadline and the second child's time
+    r2 = decide(r, TimerFired(cid=CID, step=r.version, kind="SCHEDULE"), late)
+    assert r2.state is S.MONITORING and [c.dispatched for c in r2.children] == [True, True]
+    r3 = decide(r2, TimerFired(cid=CID, step=r2.version, kind="WAKE"), late)
+    assert r3.state is S.ADJUSTING  # the full wake judges the timeout
+
+
+def test_monitoring_deadline_starts_after_the_last_scheduled_child():
+    kids = (child(0, "50", at=T0), child(1, "50", at=T0 + 600))  # a 10-minute TWAP, 60 s MONITORING
+    r = started(kids, SplitStrategy.TWAP)
+    r = run([ChildAccepted(cid=CID, client_order_id=kids[0].client_order_id, venue_order_id="V")], record=r)
+    assert r.state is S.MONITORING and r.deadline_at == T0 + 600 + 60
+    mid = decide(r, TimerFired(cid=CID, step=r.version, kind="WAKE"), T0 + 120)
+    assert mid.state is S.MONITORING  # no fill timeout mid-schedule (only GR064 for the silent child)
+    assert AlertCode.FS093 not in to_result(mid).alerts and AlertCode.GR064 in to_result(mid).alerts

@@ -37,7 +37,7 @@ from bus import metrics, tracing
 from bus.runtime import Delivery, Out, Poison, Retry, WorkerApp
 from bus.stamps import msg_ts
 from bus.topology import CONSUMERS, DUPLICATE_WINDOW_S, KV_EXECUTIONS, evt_subject
-from core.coordinator import CoordinatorConfig, decide, next_wake
+from core.coordinator import CoordinatorConfig, decide, next_wake, schedule_due
 from core.execution_fsm import is_terminal
 from schemas.codec import decode, decode_fact, encode
 from schemas.enums import ReasonCode
@@ -60,7 +60,7 @@ class CoordinatorWorker(WorkerApp):
         self.timers: list[tuple[float, str]] = []
         self.wake_at: dict[str, float] = {}
         self.timer_event = asyncio.Event()
-        self.grace_until = time.time() + STARTUP_GRACE_S
+        self.grace_until = 0.0
         await self._recover()
         self.background.append(asyncio.create_task(self._timer_loop()))
 
@@ -157,6 +157,10 @@ class CoordinatorWorker(WorkerApp):
             record, _ = await self._load(key)
             if record is None:
                 continue
+            if not is_terminal(record.state):
+                # Live work from before: its stage results may be held by the dead process's
+                # deliveries until ack_wait, so judge no stage timeout before then.
+                self.grace_until = time.time() + STARTUP_GRACE_S
             self._arm(record)
             if record.updated_at >= recent and record.outbox_log:
                 headers = {"traceparent": record.trace_parent} if record.trace_parent else None  # its execution's trace
@@ -165,7 +169,7 @@ class CoordinatorWorker(WorkerApp):
 
     async def _timer_loop(self) -> None:
         while True:
-            delay = max(self.timers[0][0], self.grace_until) - time.time() if self.timers else 3600
+            delay = self.timers[0][0] - time.time() if self.timers else 3600
             if delay > 0:
                 self.timer_event.clear()
                 try:
@@ -180,11 +184,20 @@ class CoordinatorWorker(WorkerApp):
             record, _ = await self._load(cid)
             if record is None:
                 continue
-            fact = TimerFired(cid=cid, step=record.version, kind="WAKE", ts=time.time())
+            kind = "WAKE"
+            if time.time() < self.grace_until:
+                # In the grace after a restart or an outage: scheduled children still go out on
+                # time ("SCHEDULE" wakes judge no stage timeout); the full wake comes after it.
+                kind = "SCHEDULE"
+                self.wake_at[cid] = self.grace_until
+                heapq.heappush(self.timers, (self.grace_until, cid))
+                if not schedule_due(record, time.time()):
+                    continue
+            fact = TimerFired(cid=cid, step=record.version, kind=kind, ts=time.time())
             # No incoming message here: publish under the execution's stored trace context.
             headers = {"traceparent": record.trace_parent} if record.trace_parent else None
             try:
-                await self.publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.timer.{record.version}.{int(due * 1000)}", headers)
+                await self.publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.{'timer' if kind == 'WAKE' else 'sched'}.{record.version}.{int(due * 1000)}", headers)
             except Exception:
                 log.warning("timer publish failed for %s; retrying", cid)
                 self.wake_at[cid] = time.time() + 0.5
