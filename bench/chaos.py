@@ -222,10 +222,17 @@ async def _audit_check(client, results) -> Check:
 
     entries = await audit_entries(client.nc)
     audited: dict[str, list[tuple]] = {}
-    for e in entries:
-        if e.event_type == EXECUTION_TRANSITION:
-            audited.setdefault(e.correlation_id, []).append((e.from_state, e.to_state))
+
+    def fact_order(e) -> tuple:
+        # Entries are written per source fact; a ledger restart may append an older fact's entries
+        # after newer ones, so order by the fact that produced them, not by position in AUDIT.
+        kind, _, seq = e.source.partition(":")
+        return (int(seq) if seq.isdigit() else 0, e.n)
+
+    for e in sorted((e for e in entries if e.event_type == EXECUTION_TRANSITION), key=fact_order):
+        audited.setdefault(e.correlation_id, []).append((e.from_state, e.to_state))
     expected = duplicated = missing = 0
+    examples: list[str] = []
     for cid in results:
         rec = await client.record(cid)
         truth = [(t.from_state.value, t.to_state.value) for t in (rec.transitions if rec else [])]
@@ -233,9 +240,11 @@ async def _audit_check(client, results) -> Check:
         expected += len(truth)
         # The same (from, to) may legitimately repeat (MONITORING ⇄ ADJUSTING): compare sequences.
         if got != truth:
+            if len(examples) < 2:
+                examples.append(f"{cid}: coordinator {truth} audit {got}")
             duplicated += max(0, len(got) - len(truth))
             missing += max(0, len(truth) - len(got)) or (1 if len(got) == len(truth) else 0)
-    return Check("audit log: each transition exactly once", duplicated == 0 and missing == 0, f"{expected} transitions, {len(entries)} audit entries, {duplicated} extra, {missing} missing or out of order")
+    return Check("audit log: each transition exactly once", duplicated == 0 and missing == 0, f"{expected} transitions, {len(entries)} audit entries, {duplicated} extra, {missing} missing or out of order" + (f"; e.g. {examples}" if examples else ""))
 
 
 async def _ledger_check(client) -> Check:

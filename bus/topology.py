@@ -115,11 +115,14 @@ CONSUMERS: dict[str, ConsumerSpec] = {
     "coordinator": ConsumerSpec("EXEC_EVT", "coordinator", "exec.evt.*", ack_wait_s=3.0, max_deliver=50, max_ack_pending=4000),
     "ledger": ConsumerSpec("EXEC_EVT", "ledger", "exec.evt.*", ack_wait_s=30.0, max_deliver=20, max_ack_pending=4000),
     # PAUSE from a risk hook is retried every 0.25 s until the 5 s PRECHECK deadline: room for it.
-    "precheck": ConsumerSpec("EXEC_CMD", "precheck", "exec.cmd.precheck.*", max_deliver=40),
-    "split": ConsumerSpec("EXEC_CMD", "split", "exec.cmd.split.*"),
-    "send": ConsumerSpec("EXEC_CMD", "send", "exec.cmd.send.*", ack_wait_s=30.0, max_deliver=5),
-    "adjust": ConsumerSpec("EXEC_CMD", "adjust", "exec.cmd.adjust.*"),
-    "monitor": ConsumerSpec("VENUE_RPT", "monitor", "venue.report.*"),
+    # ack_wait is the "worker died" detector: shorter than the stage deadlines (PRECHECK 5 s,
+    # SPLITTING 1 s, SENDING 10 s), so a killed worker's in-flight commands are redelivered to a
+    # live replica in time. Slow handlers (send, adjust) signal progress with in_progress().
+    "precheck": ConsumerSpec("EXEC_CMD", "precheck", "exec.cmd.precheck.*", ack_wait_s=3.0, max_deliver=40),
+    "split": ConsumerSpec("EXEC_CMD", "split", "exec.cmd.split.*", ack_wait_s=3.0),
+    "send": ConsumerSpec("EXEC_CMD", "send", "exec.cmd.send.*", ack_wait_s=4.0, max_deliver=5),
+    "adjust": ConsumerSpec("EXEC_CMD", "adjust", "exec.cmd.adjust.*", ack_wait_s=6.0),
+    "monitor": ConsumerSpec("VENUE_RPT", "monitor", "venue.report.*", ack_wait_s=4.0),
     "escape": ConsumerSpec("EXEC_ESCAPE", "escape", "exec.escape.*", ack_wait_s=5.0, max_deliver=50, max_ack_pending=256),
 }
 

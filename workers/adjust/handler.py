@@ -61,6 +61,7 @@ class AdjustWorker(WorkerApp):
                 if self.safety.is_halted(cmd.cid) or await self.safety.refresh_halt(cmd.cid):
                     action = AdjustAction.WAIT
                     break
+                await d.in_progress()  # one venue round trip per child: keep the delivery ours
                 try:
                     ack = await self.venue.call("modify", ModifyOrder(client_order_id=child.client_order_id, new_price=new_price), ModifyAck)
                 except VenueUnavailable:

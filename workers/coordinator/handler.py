@@ -153,6 +153,13 @@ class CoordinatorWorker(WorkerApp):
         except Exception:
             return  # empty bucket
         recent = time.time() - DUPLICATE_WINDOW_S + 30  # only ids the server can still de-duplicate
+        # A fact at or below the consumer's ack floor was acked, so its outbox was published (we
+        # publish before we ack): re-publishing it could only make duplicates — and a work-queue
+        # stream forgets the ids of consumed messages when the server restarts.
+        try:
+            ack_floor = (await self.js.consumer_info("EXEC_EVT", CONSUMERS["coordinator"].durable)).ack_floor.stream_seq
+        except Exception:
+            ack_floor = 0
         for key in keys:
             record, _ = await self._load(key)
             if record is None:
@@ -164,7 +171,7 @@ class CoordinatorWorker(WorkerApp):
             self._arm(record)
             if record.updated_at >= recent and record.outbox_log:
                 headers = {"traceparent": record.trace_parent} if record.trace_parent else None  # its execution's trace
-                outs = [Out(m.subject, m.data, m.msg_id, headers) for e in record.outbox_log for m in e.msgs]
+                outs = [Out(m.subject, m.data, m.msg_id, headers) for e in record.outbox_log if e.seq > ack_floor for m in e.msgs]
                 await self.publisher.publish(outs)
 
     async def _timer_loop(self) -> None:

@@ -30,6 +30,9 @@ from schemas.venue import ExecutionReport, NewOrder, OrderAck, OrderStatus, Quer
 from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable, command_of
 
 
+FRESH_COMMAND_S = 2.0
+
+
 class _RetryableReject(Exception):
     def __init__(self, ack: OrderAck) -> None:
         super().__init__(ack.reject_reason)
@@ -65,11 +68,15 @@ class SendWorker(WorkerApp):
 
         order = NewOrder(client_order_id=child.client_order_id, cid=cmd.cid, symbol=child.symbol, side=child.side, qty=child.qty, order_type=child.order_type, price=child.price)
         attempts = 0
+        # A command that waited long may be a re-publication (a restarted coordinator re-sends its
+        # recent outbox; a restarted server forgets the ids of consumed work): ask the venue first.
+        fresh = time.time() - (cmd.issued_at or 0) < FRESH_COMMAND_S
         try:
             async for attempt in tenacity.AsyncRetrying(**tenacity_kwargs(self.policy, self._retryable)):
                 with attempt:
                     attempts += 1
-                    ack = await self._send_once(order, first=attempts == 1 and d.num_delivered == 1)
+                    await d.in_progress()  # each attempt may take the venue timeout: not dead yet
+                    ack = await self._send_once(order, first=attempts == 1 and d.num_delivered == 1 and fresh)
         except VenueUnavailable:
             raise Retry("venue unreachable; outcome unknown, will query before any re-send", delay=1.0) from None
         except _RetryableReject as exc:
