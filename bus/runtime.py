@@ -452,9 +452,13 @@ class WorkerApp:
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.teardown()
         try:
-            await self.nc.drain()
+            # Bounded: nats-py's drain waits up to 30 s for watch subscriptions to empty.
+            await asyncio.wait_for(self.nc.drain(), 5)
         except Exception:
-            pass
+            try:
+                await self.nc.close()
+            except Exception:
+                pass
         tracing.shutdown_tracing()
 
     async def serve(self, metrics_port: int | None = None) -> None:
@@ -465,10 +469,27 @@ class WorkerApp:
         server = None
         if metrics_port:
             server = await metrics.serve_http(self.health, os.environ.get("JETEXEC_METRICS_HOST", "0.0.0.0"), metrics_port)
-        await self.start()
+        # SIGTERM during start-up (connecting, provisioning, a worker's catch-up) must not wait for
+        # start-up to finish: Kubernetes gives a pod its grace period, not more.
+        starting = asyncio.create_task(self.start())
+        stop_requested = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait({starting, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            for t in self.background:
+                t.cancel()
+            await asyncio.gather(*self.background, return_exceptions=True)
+            nc = getattr(self, "nc", None)
+            if nc is not None:
+                await nc.close()
+            if server is not None:
+                server.close()
+            return
+        starting.result()  # a start-up failure is the worker's exit reason
         if self.health.ready:
             print(f"worker {self.name} consuming", flush=True)
-        await self.stopping.wait()
+        await stop_requested
         await self.stop()
         if server is not None:
             server.close()
