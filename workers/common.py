@@ -103,10 +103,14 @@ class MarketData:
                 q = decode(msg.data, SymbolInfo)
             except Exception:
                 return
-            self.quotes[q.symbol] = q
-            self.last_update = time.time()
+            self.record(q, time.time())
 
         await nc.subscribe(f"{MD_SUBJECT}.*", cb=on_quote)
+
+    def record(self, q: SymbolInfo, now: float) -> None:
+        """One quote arrived (subclasses keep more, e.g. the ledger's mid history)."""
+        self.quotes[q.symbol] = q
+        self.last_update = now
 
     @property
     def connected(self) -> bool:

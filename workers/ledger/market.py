@@ -8,41 +8,28 @@ which :func:`capture` cuts an execution's window when it ends (stored under ``mk
 from __future__ import annotations
 
 import collections
-import time
 from decimal import Decimal
 from typing import Any
 
-from nats.aio.client import Client
 
-from schemas.codec import decode
 from schemas.venue import SymbolInfo
-from workers.common import MD_SUBJECT
+from workers.common import MarketData
 
 SAMPLE_EVERY_S = 0.2
 HISTORY_S = 1800.0
 MAX_POINTS = 600
 
 
-class MarketRecorder:
+class MarketRecorder(MarketData):
     def __init__(self, sample_every_s: float = SAMPLE_EVERY_S, history_s: float = HISTORY_S) -> None:
-        self.quotes: dict[str, SymbolInfo] = {}
+        super().__init__()
         self.history: dict[str, collections.deque] = {}
         self.sample_every_s = sample_every_s
         self.maxlen = int(history_s / sample_every_s) + 1
         self._last: dict[str, float] = {}
 
-    async def start(self, nc: Client) -> None:
-        async def on_quote(msg) -> None:
-            try:
-                q = decode(msg.data, SymbolInfo)
-            except Exception:
-                return
-            self.record(q, time.time())
-
-        await nc.subscribe(f"{MD_SUBJECT}.*", cb=on_quote)
-
     def record(self, q: SymbolInfo, now: float) -> None:
-        self.quotes[q.symbol] = q
+        super().record(q, now)
         if now - self._last.get(q.symbol, 0.0) < self.sample_every_s:
             return
         self._last[q.symbol] = now
@@ -52,8 +39,7 @@ class MarketRecorder:
         dq.append((now, q.reference_price, q.bid, q.ask))
 
     def mark(self, symbol: str) -> Decimal | None:
-        q = self.quotes.get(symbol)
-        return q.reference_price if q else None
+        return self.mid(symbol)
 
     def marks(self) -> dict[str, Decimal]:
         return {s: q.reference_price for s, q in self.quotes.items()}
