@@ -174,6 +174,27 @@ def test_escape_of_resting_limits_cancels_every_child(system):
     assert "FS092" in r["alerts"]
 
 
+def test_escape_with_flatten_unwinds_the_filled_quantity(system):
+    """A TWAP part-way through, then `jetexec escape --flatten`: the unsent slices are cancelled and
+    the filled quantity is sold back with a MARKET order (seed 000's liquidation); the ledger ends flat."""
+    (receipt,) = system.submit_nowait([intent(qty=500, split="TWAP", horizon_s=30, strategy_id="flat")])
+    cid = receipt["correlation_id"]
+    wait_for_sync(lambda: system.status(cid)["filled_qty"] == "100", what="the first slice filled, four scheduled")
+    assert system.cli("escape", cid, "--flatten").returncode == 0
+    wait_for_sync(lambda: system.status(cid)["state"] == "ESCAPED", what="ESCAPED")
+    assert [c["state"] for c in system.status(cid)["children"]] == ["FILLED"] + ["CANCELLED"] * 4
+    venue = system.request("venue.api.orders", {})
+    (flatten,) = [oid for oid in venue if "-FL-" in oid]
+    assert venue[flatten] == "FILLED"
+
+    def flat() -> bool:
+        res = system.cli("ledger", "positions", "--json")
+        rows = [json.loads(line) for line in res.stdout.decode().splitlines() if line.strip()]
+        return any(r["strategy_id"] == "flat" and r["symbol"] == "CALM" and Decimal(r["qty"]) == 0 for r in rows)
+
+    wait_for_sync(flat, what="the ledger position back to flat")
+
+
 def test_venue_fault_during_send_never_duplicates(system):
     before = system.venue_stats()
     system.venue_faults(["drop_ack:new"])

@@ -56,8 +56,9 @@ from workers.ledger.state import CidState, OutboxItem, PositionSlot, apply_fact,
 
 log = logging.getLogger("jetexec.ledger")
 
-CACHE_MAX = 20000
+CACHE_MAX = 2000  # states of recent executions; older ones reload from KV (memory stays flat)
 OUTBOX_KEEP_MAX = 256
+GAP_CHECK_S = 2 * CONSUMERS["ledger"].ack_wait_s  # covers a dead process's redeliveries
 CAPTURE_DELAY_S = 1.5
 CAPTURE_PAD_S = 1.0
 
@@ -84,6 +85,7 @@ class LedgerWorker(WorkerApp):
     concurrency = 64
 
     async def setup(self) -> None:
+        self.gap_check_until = time.time() + GAP_CHECK_S  # after a start, facts may come out of order
         self.kv = await self.js.key_value(KV_LEDGER)
         self.cfg = coordinator_config()
         self.recon_interval_s = float(os.environ.get("JETEXEC_RECON_INTERVAL_S", "30"))
@@ -113,6 +115,13 @@ class LedgerWorker(WorkerApp):
 
     # ---- the fact handler --------------------------------------------------------------------
     async def handle(self, d: Delivery) -> list[Out]:
+        try:
+            return await self._handle(d)
+        except Exception:
+            self.gap_check_until = time.time() + GAP_CHECK_S  # this fact comes back after later ones
+            raise
+
+    async def _handle(self, d: Delivery) -> list[Out]:
         cid = d.cid
         if not is_id(cid):  # no execution has it, and ``x.<cid>`` would be an illegal KV key
             raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"subject token {cid[:40]!r} is not a correlation id")
@@ -120,7 +129,12 @@ class LedgerWorker(WorkerApp):
         st = await self._state(cid)
         if st is not None and seq <= st.last_seq:
             return [Out(m.subject, m.data, m.msg_id) for e in st.outbox_log if e.seq == seq for m in e.msgs]
-        raws = await self._gap(cid, st.last_seq if st is not None else 0, seq)
+        if d.num_delivered > 1:
+            self.gap_check_until = time.time() + GAP_CHECK_S
+        # Facts of one cid arrive in stream order unless a delivery failed or a process died; only
+        # then (a window after start-up, a redelivery or a failure here) can a gap exist, and only
+        # then is it worth a stream read per fact.
+        raws = await self._gap(cid, st.last_seq if st is not None else 0, seq) if time.time() < self.gap_check_until else []
         raws.append(store.RawMsg(seq=seq, ts=store.msg_ts(d.msg), subject=d.subject, data=d.data))
         outs: list[Out] = []
         touched: set[tuple[str, str]] = set()

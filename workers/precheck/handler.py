@@ -57,6 +57,7 @@ class PrecheckWorker(WorkerApp):
         self.counters = await self.js.key_value(KV_COUNTERS)
         self.ledger = await self.js.key_value(KV_LEDGER)
         self.positions: dict[str, Decimal] = {}
+        self.bucket_locks: dict[str, asyncio.Lock] = {}
         self.background.append(asyncio.create_task(self._watch_positions()))
         self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_PRECHECK_CONFIG", "{}")), PrecheckConfig, strict=False)
         self.risk_hook = load_risk_hook(json.loads(os.environ.get("JETEXEC_RISK_HOOK", "null")))
@@ -113,6 +114,13 @@ class PrecheckWorker(WorkerApp):
         reference = self.market.mid(intent.symbol) or cmd.reference_price
         bucket = daily_bucket(intent.strategy_id, now)
         marker = f"seen.{cmd.cid}"
+        # One strategy's burst would otherwise be dozens of concurrent compare-and-sets on one key,
+        # nearly all failing and retrying: take turns per counter inside this process.
+        async with self.bucket_locks.setdefault(bucket, asyncio.Lock()):
+            return await self._check_and_count(d, cmd, now, spec, position, reference, bucket, marker)
+
+    async def _check_and_count(self, d, cmd, now, spec, position, reference, bucket, marker) -> list[Out]:
+        intent = cmd.intent
         for _attempt in range(50):
             # Check and count atomically: the counter's revision is part of the decision, so two
             # concurrent intents cannot both take the last trade of the day.
