@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from bus.topology import CONSUMERS, ConsumerSpec, dlq_subject, ensure_topology, 
 from schemas.codec import DecodeError
 
 log = logging.getLogger("jetexec.runtime")
+
+STOP_BUDGET_S = 12.0  # in-flight handlers (10 s) + a bounded drain; Kubernetes grace is 45 s
 
 _NO_SPAN = contextlib.nullcontext()  # reusable: the untraced path's span context manager
 
@@ -449,8 +452,14 @@ class WorkerApp:
         await asyncio.gather(*(loop.stop() for loop in self.loops))
         for t in self.background:
             t.cancel()
-        await asyncio.gather(*self.background, return_exceptions=True)
-        await self.teardown()
+        # Bounded: a task stuck in a library call (a KV watch on a lost server) must not hold the
+        # shutdown hostage.
+        if self.background:
+            await asyncio.wait(self.background, timeout=3)
+        try:
+            await asyncio.wait_for(self.teardown(), 3)
+        except Exception:
+            log.warning("%s: teardown did not finish", self.name)
         try:
             # Bounded: nats-py's drain waits up to 30 s for watch subscriptions to empty.
             await asyncio.wait_for(self.nc.drain(), 5)
@@ -490,6 +499,14 @@ class WorkerApp:
         if self.health.ready:
             print(f"worker {self.name} consuming", flush=True)
         await stop_requested
-        await self.stop()
+        try:
+            await asyncio.wait_for(self.stop(), STOP_BUDGET_S)
+        except asyncio.TimeoutError:
+            log.warning("%s: graceful stop exceeded %.0fs; exiting", self.name, STOP_BUDGET_S)
         if server is not None:
             server.close()
+        # A worker must end on SIGTERM, whatever a library task does with cancellation: an orphan
+        # would rejoin whichever server later takes its port (and its durable consumer).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
