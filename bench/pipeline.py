@@ -9,7 +9,6 @@ import json
 import time
 from decimal import Decimal
 
-import nats
 
 from core.ids import correlation_id
 from jetexec.client import JetexecClient
@@ -175,5 +174,3 @@ async def escapes(client: JetexecClient, samples: int, backlog_n: int) -> dict:
         "escape_backlog_pending_at_end": pending_at_end,
     }
 
-
-_ = nats

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import platform
 import shutil
@@ -100,5 +99,3 @@ def render(result: dict) -> str:
     lines.append(f"machine: {m['cpus']} cpus, {m['cpu']}, Python {m['python']}")
     return "\n".join(lines)
 
-
-_ = json

@@ -7,13 +7,9 @@ import json
 import logging
 import os
 import sys
-import tempfile
-import time
-from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-import msgspec
 import typer
 from rich.console import Console
 from rich.markup import escape as _plain

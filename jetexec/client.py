@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from nats.js.errors import KeyNotFoundError
 
@@ -32,7 +31,7 @@ from bus.topology import INTAKE_SUBJECT, KV_EXECUTIONS, KV_SAFETY, escape_subjec
 from core.coordinator import to_result
 from core.execution_fsm import TERMINAL
 from schemas.codec import decode, encode
-from schemas.enums import ExecutionState, SafetyState
+from schemas.enums import SafetyState
 from schemas.messages import EscapeRequest, ExecutionRecord, ExecutionResult
 from workers.gateway.handler import IntakeReceipt
 
@@ -190,10 +189,3 @@ class _Ctx:
 
     async def __aexit__(self, *exc) -> None:
         await self.client.close()
-
-
-def result_json(result: ExecutionResult) -> bytes:
-    return encode(result)
-
-
-_ = ExecutionState

@@ -7,7 +7,6 @@ import json
 import time
 from decimal import Decimal
 
-import msgspec
 from nats.aio.client import Client
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
@@ -196,5 +195,3 @@ def now() -> float:
 def spec_from_info(info: SymbolInfo) -> SymbolSpec:
     return SymbolSpec(symbol=info.symbol, reference_price=info.reference_price, lot_size=info.lot_size, tick_size=info.tick_size)
 
-
-_ = msgspec

@@ -39,7 +39,6 @@ import os
 import time
 from decimal import Decimal
 
-import msgspec
 from nats.js.errors import KeyNotFoundError
 
 from bus.runtime import Delivery, Out, Poison, WorkerApp
@@ -405,5 +404,3 @@ class LedgerWorker(WorkerApp):
             if mark is not None and pos.qty != 0:
                 await self.kv.put(store.pos_key(*key), json.dumps(public_position(pos, mark, self.slots.get(key))).encode())
 
-
-_ = msgspec

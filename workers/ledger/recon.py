@@ -33,7 +33,6 @@ from bus.topology import CONSUMERS, KV_LEDGER, audit_subject, evt_subject
 from core import audit, recon
 from core.ledger import OrderLedgerEntry
 from schemas.codec import encode
-from schemas.enums import OrderState
 from schemas.messages import ChildClosed, ChildFill
 from workers.ledger import query, store, venue_ops
 from workers.ledger.state import CidState
@@ -217,5 +216,3 @@ async def take_snapshot(nc: Client, *, store_it: bool = True, include_all_orders
         await kv.put("snap.latest", json.dumps(stored, sort_keys=True).encode())
     return snap
 
-
-_ = OrderState

@@ -37,7 +37,7 @@ from core import venue as model
 from core.symbols import DEFAULT_SYMBOLS
 from schemas.codec import DecodeError, decode, encode
 from schemas.enums import ErrorClass, OrderState, ReasonCode
-from schemas.venue import CancelAck, CancelOrder, ExecutionReport, ModifyAck, ModifyOrder, NewOrder, OrderAck, QueryOrder
+from schemas.venue import CancelAck, CancelOrder, ExecutionReport, ModifyOrder, NewOrder, OrderAck, QueryOrder
 from workers.common import MD_SUBJECT
 from workers.ledger.venue_ops import FillIndex, tape_reply
 

@@ -19,7 +19,7 @@ import time
 from decimal import Decimal
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 
 from bus.runtime import Delivery, Out, Retry, WorkerApp
 from bus.topology import KV_COUNTERS, KV_LEDGER, evt_subject
@@ -28,7 +28,7 @@ from core.precheck import DailyCounter, PrecheckConfig, PrecheckContext, daily_b
 from core.risk import evaluate_risk, load_risk_hook
 from core.symbols import SymbolSpec
 from schemas.codec import decode, encode
-from schemas.enums import ExecutionState, ReasonCode, SafetyState
+from schemas.enums import ExecutionState, ReasonCode
 from schemas.messages import PrecheckCommand, PrecheckDone
 from workers.common import MarketData, SafetyView, VenueClient, command_of
 from workers.ledger.store import pos_key
@@ -189,5 +189,3 @@ class PrecheckWorker(WorkerApp):
         except Exception:  # wrong last sequence / key exists: a concurrent count
             return False
 
-
-_ = SafetyState
