@@ -35,7 +35,6 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from bus import metrics, tracing
 from bus.runtime import Delivery, Out, Poison, Retry, WorkerApp
-from bus.stamps import msg_ts
 from bus.topology import CONSUMERS, DUPLICATE_WINDOW_S, KV_EXECUTIONS, evt_subject
 from core.coordinator import CoordinatorConfig, decide, next_wake, schedule_due
 from core.execution_fsm import is_terminal
@@ -78,7 +77,7 @@ class CoordinatorWorker(WorkerApp):
             if cached is None and attempt == 0 and isinstance(fact, (ExecutionCreated, IntentRejected)):
                 cached = (None, None)  # a new execution: create() below fails if it exists after all
             record, revision = cached if cached is not None else await self._load(fact.cid)
-            new = decide(record, fact, msg_ts(d.msg) or time.time(), self.config)
+            new = decide(record, fact, d.ts or time.time(), self.config)
             if new is None:
                 if record is None:
                     return []

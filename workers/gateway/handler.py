@@ -24,7 +24,7 @@ import time
 import msgspec
 
 from bus import metrics, tracing
-from bus.runtime import Publisher, WorkerApp, tracing_on
+from bus.runtime import WorkerApp, tracing_on
 from bus.topology import INTAKE_SUBJECT, evt_subject
 from core.guardrails import alert
 from core.ids import rejection_id
@@ -115,7 +115,7 @@ class GatewayWorker(WorkerApp):
         return pair
 
     async def intake(self, raw: bytes) -> IntakeReceipt:
-        publisher = Publisher(self.js)
+        publisher = self.publisher
         try:
             intent = parse_intent(raw, self.known_symbols)
         except IntentError as err:

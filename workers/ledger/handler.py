@@ -134,7 +134,7 @@ class LedgerWorker(WorkerApp):
         # then (a window after start-up, a redelivery or a failure here) can a gap exist, and only
         # then is it worth a stream read per fact.
         raws = await self._gap(cid, st.last_seq if st is not None else 0, seq) if time.time() < self.gap_check_until else []
-        raws.append(store.RawMsg(seq=seq, ts=store.msg_ts(d.msg), subject=d.subject, data=d.data))
+        raws.append(store.RawMsg(seq=seq, ts=d.ts, subject=d.subject, data=d.data))
         outs: list[Out] = []
         touched: set[tuple[str, str]] = set()
         was_terminal = st is not None and st.terminal
