@@ -36,7 +36,7 @@ from nats.js import JetStreamContext
 from bus import metrics, tracing
 from bus.jspub import JsPublisher, PublishError, PublishTimeout
 from bus.settings import NatsSettings, connect
-from bus.topology import CONSUMERS, ConsumerSpec, dlq_subject, ensure_topology, subject_template, verify_topology
+from bus.topology import CONSUMERS, ConsumerSpec, dlq_subject, ensure_topology, published_subject, subject_template, verify_topology
 from bus.stamps import ns_to_ts
 from schemas.codec import DecodeError
 
@@ -45,6 +45,7 @@ log = logging.getLogger("jetexec.runtime")
 STOP_BUDGET_S = 12.0  # in-flight handlers (10 s) + a bounded drain; Kubernetes grace is 45 s
 
 _NO_SPAN = contextlib.nullcontext()  # reusable: the untraced path's span context manager
+HOUSEKEEPING = "Jetexec-Housekeeping"  # header of messages that belong to no execution: never traced
 
 
 _tracing_checked = (0.0, False)
@@ -187,8 +188,20 @@ class ConsumerLoop:
         self.expires_s, self.heartbeat_s = expires_s, heartbeat_s
         self.publisher = publisher
         self.batched = not inspect.iscoroutinefunction(handler)
-        self.template = subject_template(spec.filter_subject.replace("*", "x").replace(">", "x"))
+        # Priority group (pinned client): the server delivers to one puller at a time; the pin id it
+        # hands out must ride on every later pull, and a 423 says another client has the pin now.
+        self.group = spec.priority_group
+        self.pin: str | None = None
+        self.on_pin_lost: Callable[[], None] | None = None
+        if self.group:
+            self.expires_s = min(self.expires_s, max(0.5, spec.priority_timeout_s / 4))
+        self.heartbeat_s = min(self.heartbeat_s, self.expires_s / 2.5)  # the server wants it under half of expires
+        self._refused_until = 0.0
+        self.template = subject_template(published_subject(spec.filter_subject.replace("*", "x").replace(">", "x.x")))
         self.on_dead_letter: Callable[[Delivery, str, str], Awaitable[None]] | None = None
+        # Awaited before inputs are acked, once per batch: a worker that keeps state in memory
+        # stores it here, so nothing acked can be lost (the ledger).
+        self.before_ack: Callable[[], Awaitable[None]] | None = None
         self._stop = asyncio.Event()
         self._inflight = 0
         self._outstanding = 0
@@ -201,6 +214,7 @@ class ConsumerLoop:
         self._last_seen = 0.0
         self._batch: list[Msg] = []
         self._batch_task_pending = False
+        self._handling = asyncio.Lock()
 
     @property
     def capacity(self) -> int:
@@ -218,8 +232,12 @@ class ConsumerLoop:
         try:
             while not self._stop.is_set():
                 want = self.capacity - self._outstanding - self._inflight
-                if want >= max(1, self.capacity // 2) and self.nc.is_connected:
+                if want >= max(1, self.capacity // 2) and self.nc.is_connected and time.monotonic() >= self._refused_until:
                     req = {"batch": want, "expires": int(self.expires_s * 1e9), "idle_heartbeat": int(self.heartbeat_s * 1e9)}
+                    if self.group:
+                        req["group"] = self.group
+                        if self.pin:
+                            req["id"] = self.pin
                     try:
                         await self.nc.publish(api, json.dumps(req).encode(), reply=inbox)
                         self._outstanding += want
@@ -245,12 +263,29 @@ class ConsumerLoop:
         if msg.headers and not msg.reply:
             status = msg.headers.get("Status")
             if status is not None:
+                if status == "423" and self.group:
+                    # Another client holds the pin: whatever we thought we owned is not ours now.
+                    self._outstanding = 0
+                    self.pin = None
+                    if self.on_pin_lost is not None:
+                        self.on_pin_lost()
+                    self._refill.set()
+                    return
+                if status.startswith("4") and status not in ("404", "408", "409"):
+                    # The server refused the pull request itself (bad request, no such consumer):
+                    # asking again at once would only spin. Say why and wait a little.
+                    log.error("%s: pull on %s refused: %s %s", self.worker, self.spec.durable, status, msg.headers.get("Description", ""))
+                    self._refused_until = time.monotonic() + 1.0
                 if status != "100":  # 100 = idle heartbeat / flow control
                     pending = msg.headers.get("Nats-Pending-Messages")
                     self._outstanding = max(0, self._outstanding - int(pending)) if pending is not None else 0
                     self._refill.set()
                 return
         self._outstanding = max(0, self._outstanding - 1)
+        if self.group and msg.headers:
+            pin = msg.headers.get("Nats-Pin-Id")
+            if pin and pin != self.pin:
+                self.pin = pin
         if self.batched:
             self._batch.append(msg)
             self._inflight += 1
@@ -303,25 +338,28 @@ class ConsumerLoop:
         sent: list[tuple[Delivery, list[asyncio.Future]]] = []
         started = time.perf_counter()
         try:
-            for msg in batch:
-                d = Delivery(msg)
-                if d.num_delivered > 1:
-                    metrics.REDELIVERIES.labels(self.worker, self.template).inc()
-                if tracing_on():
-                    # Traced: one span per message around its whole outcome, as for async handlers.
-                    await self._handle(d)
-                    continue
-                try:
-                    outs = self.handler(d)
-                    futures = [await self.publisher.send(out) for out in outs]
-                except Exception as exc:
-                    await self._outcome_of_failure(d, exc)
-                    continue
-                sent.append((d, futures))
+            # Handling is sequential across batches too: a handler that waits (its slow path) must
+            # not let a later batch handle a later message of the same execution first. Only the
+            # handling is serialised; storing outputs and acking overlap with the next batch.
+            async with self._handling:
+                await self._handle_batch(batch, sent)
+            stored: list[Delivery] = []
             for d, futures in sent:
                 try:
                     for fut in futures:
                         await fut
+                    stored.append(d)
+                except Exception as exc:
+                    self._count(await self._outcome_of_failure(d, exc), 1)
+            if stored and self.before_ack is not None:
+                try:
+                    await self.before_ack()
+                except Exception as exc:
+                    for d in stored:
+                        self._count(await self._outcome_of_failure(d, exc), 1)
+                    stored = []
+            for d in stored:
+                try:
                     if self.ack_sync:
                         await d.msg.ack_sync(timeout=5)
                     else:
@@ -335,6 +373,25 @@ class ConsumerLoop:
         finally:
             self._settled(len(batch))
 
+    async def _handle_batch(self, batch: list[Msg], sent: list) -> None:
+        for msg in batch:
+            d = Delivery(msg)
+            if d.num_delivered > 1:
+                metrics.REDELIVERIES.labels(self.worker, self.template).inc()
+            if tracing_on() and HOUSEKEEPING not in d.headers:
+                # Traced: one span per message around its whole outcome, as for async handlers.
+                await self._handle(d)
+                continue
+            try:
+                outs = self.handler(d)
+                if inspect.isawaitable(outs):  # the handler's slow path (a KV read, a takeover)
+                    outs = await outs
+                futures = [await self.publisher.send(out) for out in outs]
+            except Exception as exc:
+                self._count(await self._outcome_of_failure(d, exc), 1)
+                continue
+            sent.append((d, futures))
+
     # ---- one message, with its span ------------------------------------------------------------
     async def _handle(self, d: Delivery) -> None:
         headers = d.headers
@@ -346,13 +403,15 @@ class ConsumerLoop:
         outcome = "ok"
         # The span covers the outcome too: a dead letter (and its StageFailed fact) or a retry stays
         # in the execution's trace. Without a tracer provider, no span at all (see tracing_on).
-        span_cm = tracing.consumer_span(d.subject, headers, durable=self.spec.durable, msg_id=headers.get("Nats-Msg-Id"), cid=tracing.cid_of(d.subject), delivery=delivered, stream_seq=d.stream_seq) if tracing_on() else _NO_SPAN
+        span_cm = tracing.consumer_span(published_subject(d.subject), headers, durable=self.spec.durable, msg_id=headers.get("Nats-Msg-Id"), cid=tracing.cid_of(d.subject), delivery=delivered, stream_seq=d.stream_seq) if tracing_on() and HOUSEKEEPING not in headers else _NO_SPAN
         with span_cm as span:
             try:
                 outs = self.handler(d)
-                if not self.batched:
+                if inspect.isawaitable(outs):
                     outs = await outs
                 await self.publisher.publish(outs)
+                if self.before_ack is not None:
+                    await self.before_ack()
                 if self.ack_sync:
                     await d.msg.ack_sync(timeout=5)
                 else:
@@ -407,7 +466,7 @@ class ConsumerLoop:
         headers = {
             "Jetexec-Reason": reason,
             "Jetexec-Detail": detail[:500].replace("\r", " ").replace("\n", " "),
-            "Jetexec-Subject": d.subject,
+            "Jetexec-Subject": published_subject(d.subject),
             "Jetexec-Stream-Seq": str(d.stream_seq),
             "Jetexec-Deliveries": str(d.num_delivered),
             "Jetexec-Worker": self.worker,
@@ -415,7 +474,8 @@ class ConsumerLoop:
         try:
             # The id names the consumer: two consumers of one stream (coordinator, ledger) dead-letter
             # the same sequence, and the DLQ stream's duplicate window must not drop the second.
-            await self.publisher.publish_one(dlq_subject(self.spec.durable), d.data, f"dlq.{self.spec.durable}.{d.stream_seq}", headers)
+            # The subject names the stage (``exec.dlq.coordinator`` for every partition consumer).
+            await self.publisher.publish_one(dlq_subject(self.spec.priority_group or self.spec.durable), d.data, f"dlq.{self.spec.durable}.{d.stream_seq}", headers)
             await d.msg.term()
         except Exception:
             log.exception("%s: dead-letter publish failed; leaving message for redelivery", self.worker)
@@ -433,6 +493,15 @@ class ConsumerLoop:
                 await asyncio.wait_for(self._idle.wait(), grace_s)
             except asyncio.TimeoutError:
                 pass
+
+    async def release(self) -> None:
+        """Hand the pin over now instead of after ``priority_timeout``: a standby takes over at once."""
+        if self.group and self.pin:
+            try:
+                await self.nc.request(f"$JS.API.CONSUMER.UNPIN.{self.spec.stream}.{self.spec.durable}", json.dumps({"group": self.group}).encode(), timeout=2)
+            except Exception:
+                pass
+            self.pin = None
 
 
 class WorkerApp:
@@ -461,6 +530,9 @@ class WorkerApp:
     def consumers(self) -> list[tuple[str, Handler]]:
         """(consumer name from bus.topology.CONSUMERS, handler) pairs."""
         return []
+
+    def configure_loop(self, consumer: str, loop: ConsumerLoop) -> None:
+        """Hook: adjust a consumer loop before it starts (e.g. react to a lost pin)."""
 
     async def on_dead_letter(self, d: Delivery, reason: str, detail: str) -> None:
         """A dead-lettered stage command becomes a StageFailed fact, so its execution never hangs."""
@@ -519,6 +591,8 @@ class WorkerApp:
                 publisher=self.publisher,
             )
             loop.on_dead_letter = self.on_dead_letter
+            loop.before_ack = getattr(self, "before_ack", None)
+            self.configure_loop(consumer_name, loop)
             self.loops.append(loop)
             self.background.append(asyncio.create_task(loop.run()))
         if not self.loops:
@@ -569,6 +643,7 @@ class WorkerApp:
             await asyncio.wait_for(self.teardown(), 3)
         except Exception:
             log.warning("%s: teardown did not finish", self.name)
+        await asyncio.gather(*(loop.release() for loop in self.loops))
         try:
             # Bounded: nats-py's drain waits up to 30 s for watch subscriptions to empty.
             await asyncio.wait_for(self.nc.drain(), 5)

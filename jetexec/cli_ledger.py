@@ -186,11 +186,10 @@ def verify_cmd(as_json: bool = typer.Option(False, "--json"), nats_url: Optional
 
     async def main() -> None:
         from workers.ledger import query
-        from workers.ledger.handler import coordinator_config
 
         nc = await _connect(nats_url)
         try:
-            r = await query.replay_stream(nc, coordinator_config())
+            r = await query.replay_stream(nc)
             live_book = await query.position_book(nc)
             live_states = await query.states(nc)
         finally:
@@ -358,14 +357,13 @@ async def build_report(nc, cids: list[str] | None, *, since: float | None = None
     execution the ledger knows, filtered by creation time)."""
     from core.tca import batch_tca, execution_tca, to_json
     from workers.ledger import query, store, venue_ops
-    from workers.ledger.handler import coordinator_config
     from workers.ledger.tca_data import chart_data, tca_input
 
     states = await query.states(nc, cids)
     if cids is not None:
         for cid in cids:
             if cid not in states:  # the ledger has not seen it (yet): rebuild from the fact log
-                st = await query.rebuild_state(nc, cid, coordinator_config())
+                st = await query.rebuild_state(nc, cid)
                 if st is not None:
                     states[cid] = st
         missing = [c for c in cids if c not in states]
@@ -374,6 +372,7 @@ async def build_report(nc, cids: list[str] | None, *, since: float | None = None
         ordered = [states[c] for c in cids]
     else:
         ordered = sorted(states.values(), key=lambda s: (s.created_ts, s.cid))
+    await query.attach_records(nc, {s.cid: s for s in ordered})
     ordered = [s for s in ordered if s.record is not None and (since is None or s.created_ts >= since) and (until is None or s.created_ts <= until)]
     kv = await nc.jetstream(timeout=5).key_value("LEDGER")
     items = []
