@@ -42,18 +42,19 @@ async def saturation(client: JetexecClient, n: int, pids: dict[str, list[int]] |
     the window, for every process ``up`` started (``pids``) and, separately, this load generator."""
     sem = asyncio.Semaphore(200)  # a strategy-side in-flight cap: past it, intents only queue (and meet stage deadlines)
 
+    tag = f"sat-{time.time_ns()}"
+
     async def one(i: int):
-        async with sem:
-            return await client.submit(_intent(i, f"sat-{time.time_ns()}"), timeout=120)
+        async with sem:  # a closed loop: the next intent goes when one finishes
+            return await client.execute(_intent(i, tag), timeout=120)
 
     meter = CpuMeter({**(pids or {}), "load-generator": [os.getpid()]}).start()
     t0 = time.time()
-    receipts = await asyncio.gather(*(one(i) for i in range(n)))
-    results = await client.wait_many([r.correlation_id for r in receipts], timeout=300)
+    results = await asyncio.gather(*(one(i) for i in range(n)))
     meter.stop()
-    complete = [r for r in results.values() if r.state.value == "COMPLETE"]
+    complete = [r for r in results if r.state.value == "COMPLETE"]
     others: dict[str, int] = {}
-    for r in results.values():
+    for r in results:
         if r.state.value != "COMPLETE":
             key = f"{r.state.value}:{r.reason_code.value if r.reason_code else ''}"
             others[key] = others.get(key, 0) + 1

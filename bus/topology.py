@@ -101,6 +101,11 @@ def audit_subject(cid: str) -> str:
     return f"exec.audit.{cid}"
 
 
+def count_subject(kind: str, bucket: str) -> str:
+    """A daily counter: ``kind`` is ``trades`` or ``notional``, ``bucket`` a :func:`core.precheck.daily_bucket`."""
+    return f"exec.count.{kind}.{bucket}"
+
+
 def dlq_subject(stage: str) -> str:
     return f"exec.dlq.{stage}"
 
@@ -138,6 +143,8 @@ class StreamSpec:
     max_age_s: float = 0.0
     max_bytes: int = -1
     transform: tuple[str, str] | None = None  # stored-subject transform (source, destination)
+    counter: bool = False  # a counter stream (Nats-Incr): each subject holds a running total
+    max_msgs_per_subject: int = -1
 
 
 STREAMS: tuple[StreamSpec, ...] = (
@@ -151,6 +158,9 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("VENUE_RPT", ("venue.report.*",), RetentionPolicy.WORK_QUEUE),
     # The audit log: append-only. Stream deletion itself must be withheld by account permissions.
     StreamSpec("AUDIT", ("exec.audit.*",), RetentionPolicy.LIMITS, deny_delete=True, deny_purge=True),
+    # Daily trade and notional counters per strategy (precheck): one increment per intent, the new
+    # total in the publish ack. Only the latest total per subject is kept; a day's subjects age out.
+    StreamSpec("EXEC_COUNTERS", ("exec.count.>",), RetentionPolicy.LIMITS, max_age_s=3 * 86400, counter=True, max_msgs_per_subject=1),
     # Dead letters with the reason in headers.
     StreamSpec("EXEC_DLQ", ("exec.dlq.*",), RetentionPolicy.LIMITS, max_age_s=30 * 86400),
 )
@@ -206,7 +216,6 @@ class BucketSpec:
 KV_EXECUTIONS = "EXECUTIONS"  # cid -> ExecutionRecord (coordinator state, CAS-written)
 KV_SAFETY = "SAFETY"  # "state" -> SafetyState; "mode" -> ExecutionMode; "halt.<cid>" / "halt.ALL" -> fence
 KV_VENUE = "PAPER_VENUE"  # the paper exchange's own persisted state
-KV_COUNTERS = "COUNTERS"  # daily trade counters per strategy (CAS-incremented by precheck)
 KV_LEDGER = "LEDGER"  # ledger worker snapshots
 KV_COORD = "COORD"  # coordinator partition checkpoints: "cp.<p>" -> {watermark, live cids, owner}
 
@@ -214,7 +223,6 @@ BUCKETS: tuple[BucketSpec, ...] = (
     BucketSpec(KV_EXECUTIONS, history=2),
     BucketSpec(KV_SAFETY, history=5),
     BucketSpec(KV_VENUE, history=1),
-    BucketSpec(KV_COUNTERS, history=1),
     BucketSpec(KV_LEDGER, history=1),
     BucketSpec(KV_COORD, history=1),
 )
@@ -236,6 +244,7 @@ def _stream_config(s: StreamSpec) -> StreamConfig:
         deny_purge=s.deny_purge,
         max_age=s.max_age_s,
         max_bytes=s.max_bytes,
+        max_msgs_per_subject=s.max_msgs_per_subject,
         num_replicas=1,
         subject_transform=SubjectTransform(src=s.transform[0], dest=s.transform[1]) if s.transform else None,
     )
@@ -258,6 +267,9 @@ async def ensure_topology(js: JetStreamContext, replicas: int = 1) -> None:
     for s in STREAMS:
         cfg = _stream_config(s)
         cfg.num_replicas = replicas
+        if s.counter:
+            await _ensure_counter_stream(js, cfg)
+            continue
         try:
             await js.stream_info(s.name)
             try:
@@ -284,6 +296,23 @@ async def ensure_topology(js: JetStreamContext, replicas: int = 1) -> None:
             await js.key_value(b.name)
         except (NotFoundError, Exception):
             await js.create_key_value(KeyValueConfig(bucket=b.name, history=b.history, ttl=b.ttl_s, storage=StorageType.FILE, replicas=replicas))
+
+
+async def _ensure_counter_stream(js: JetStreamContext, cfg: StreamConfig) -> None:
+    """Create or update a counter stream (``allow_msg_counter``: nats-py 2.16 has no field for it)."""
+    # A counter keeps one message per subject (its running total); the server refuses discard-new
+    # there, and nothing is lost by discarding: the newest message holds the whole total.
+    body = cfg.as_dict() | {"allow_msg_counter": True, "allow_direct": True, "discard": "old"}
+    for action in ("CREATE", "UPDATE"):
+        resp = await js._nc.request(f"$JS.API.STREAM.{action}.{cfg.name}", json.dumps(body).encode(), timeout=10)  # noqa: SLF001
+        err = json.loads(resp.data).get("error")
+        if err is None:
+            return
+        if action == "CREATE" and err.get("err_code") == 10058:  # exists: update it
+            continue
+        if action == "UPDATE" and err.get("err_code") == 10052:
+            return  # an immutable setting differs; keep the existing stream
+        raise BadRequestError(code=err.get("code"), err_code=err.get("err_code"), description=err.get("description"))
 
 
 async def _add_grouped_consumer(js: JetStreamContext, c: ConsumerSpec) -> None:

@@ -267,6 +267,24 @@ def minute_of_day_utc(epoch_s: float) -> int:
     return t.hour * 60 + t.minute
 
 
+NOTIONAL_UNIT = Decimal("0.00000001")  # a daily notional counter counts in units of 1e-8
+
+
+def trade_cost(intent: Intent, qty: Decimal, ctx: PrecheckContext) -> Decimal:
+    """What this trade adds to the day's notional (the price check 6 uses)."""
+    price = _price_for_cost(intent, ctx)
+    return qty * price if price is not None else Decimal(0)
+
+
+def notional_units(notional: Decimal) -> int:
+    """A notional as counter units (rounded up: the limit is never under-counted)."""
+    return int((notional / NOTIONAL_UNIT).to_integral_value(rounding="ROUND_CEILING"))
+
+
+def units_notional(units: int) -> Decimal:
+    return Decimal(units) * NOTIONAL_UNIT
+
+
 class DailyCounter(msgspec.Struct, frozen=True, kw_only=True):
     """Trades and notional a strategy has sent today (the value stored under :func:`daily_bucket`)."""
 

@@ -521,7 +521,7 @@ MATRIX: dict[str, dict[str, list[str]]] = {
         "sub_deny": ["exec.cmd.>", "venue.md.AAPL", "exec.result.*", ">"],
     },
     "precheck": {
-        "pub_allow": [nxt("EXEC_CMD", "precheck"), ack("EXEC_CMD", "precheck"), "exec.evt.c1", "exec.dlq.precheck", "venue.api.specs", "$KV.COUNTERS.day.s1", get("SAFETY"), get("COUNTERS"), get("LEDGER"), "$JS.API.CONSUMER.CREATE.KV_SAFETY.w1.$KV.SAFETY.>", "$JS.API.CONSUMER.CREATE.KV_LEDGER"],
+        "pub_allow": [nxt("EXEC_CMD", "precheck"), ack("EXEC_CMD", "precheck"), "exec.evt.c1", "exec.dlq.precheck", "venue.api.specs", "exec.count.trades.s1.20261202", "exec.count.notional.s1.20261202", get("SAFETY"), get("LEDGER"), "$JS.API.CONSUMER.CREATE.KV_SAFETY.w1.$KV.SAFETY.>", "$JS.API.CONSUMER.CREATE.KV_LEDGER"],
         "pub_deny": ["venue.api.new", "venue.api.cancel", "venue.api.modify", nxt("EXEC_CMD", "split"), ack("EXEC_CMD", "split"), "$KV.SAFETY.state", "$KV.LEDGER.pos.AAPL.s1", "exec.cmd.send.c1", "exec.dlq.split", "_INBOX.stolen", get("EXECUTIONS")],
         "sub_allow": ["venue.md.AAPL", "_INBOX.abc"],
         "sub_deny": ["venue.api.>", "exec.intake", ">"],

@@ -13,30 +13,12 @@ KV ``LEDGER`` keys (one writer: the ledger worker; anyone may read):
 
 from __future__ import annotations
 
-import re
-
 from bus.stamps import msg_ts, ns_from_reply, ns_from_rfc3339, ns_to_ts  # noqa: F401 - re-exported
 from bus.streams import RawMsg, kv_scan, next_msg, read_stream  # noqa: F401 - re-exported
+from core.keys import key_part, pbook_key, pos_key  # noqa: F401 - re-exported
 
 EVT_STREAM = "EXEC_EVT"
 AUDIT_STREAM = "AUDIT"
-
-_BAD = re.compile(r"[^-_=.a-zA-Z0-9]")
-
-
-def key_part(s: str) -> str:
-    """A KV-safe key token: ``/`` → ``_`` (as the precheck worker does), ``:`` → ``=``, anything
-    else outside ``[-_=.a-zA-Z0-9]`` → ``_``."""
-    return _BAD.sub("_", s.replace("/", "_").replace(":", "="))
-
-
-def pos_key(symbol: str, strategy_id: str) -> str:
-    return f"pos.{key_part(symbol)}.{key_part(strategy_id)}"
-
-
-def pbook_key(symbol: str, strategy_id: str) -> str:
-    return f"pbook.{key_part(symbol)}.{key_part(strategy_id)}"
-
 
 def state_key(cid: str) -> str:
     return f"x.{cid}"

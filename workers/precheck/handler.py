@@ -1,13 +1,23 @@
 """PreCheck — the six checks of seed 000, then the price collar and the risk hook.
 
 Consumes:  ``exec.cmd.precheck.<cid>`` PrecheckCommand (durable consumer ``precheck``).
-Publishes: ``exec.evt.<cid>`` PrecheckDone.
-Reads:     KV ``SAFETY`` (safety state and the operator's ``risk_hook`` override, watched), KV ``COUNTERS`` (daily trades per strategy, CAS),
-           KV ``LEDGER`` (positions, when the ledger worker runs), venue quotes and symbol specs.
+Publishes: ``exec.evt.<cid>`` PrecheckDone; ``exec.count.{trades,notional}.<strategy>.<day>``
+           increments (stream ``EXEC_COUNTERS``, a counter stream: the new total comes back in the
+           publish ack).
+Reads:     KV ``SAFETY`` (safety state and the operator's ``risk_hook`` override, watched), KV
+           ``LEDGER`` positions (watched, when the ledger worker runs), venue quotes and symbol specs.
 
 A PAUSE from the risk hook is retried (nak with delay) until the PRECHECK deadline, then fails
-with RISK_PAUSE_TIMEOUT. The daily limit check and the counter increment are one compare-and-set
-(a conflict re-runs the checks), and a per-cid marker keeps a redelivery from counting twice.
+with RISK_PAUSE_TIMEOUT.
+
+The daily limits (GR062) without a read or a lock: the checks run first against the last totals
+this worker saw (totals only grow within a day, so "over the limit" there is over the limit);
+an intent that passes is counted (one increment per counter, pipelined), and the checks run again
+against the totals the server says were there just before it. Over the limit after all: the
+increments are taken back and the intent fails. Each increment carries a message id of the
+command, so a redelivery does not count twice; when the server reports it as a duplicate (this
+intent was counted by a delivery that died), it is counted again — one trade too many, never one
+too few.
 """
 
 from __future__ import annotations
@@ -19,19 +29,18 @@ import time
 from decimal import Decimal
 
 import msgspec
-from nats.js.errors import KeyNotFoundError
 
 from bus.runtime import Delivery, Out, Retry, WorkerApp
-from bus.topology import KV_COUNTERS, KV_LEDGER, evt_subject
+from bus.topology import KV_LEDGER, count_subject, evt_subject
 from core.execution_fsm import STAGE_TIMEOUT_MS
-from core.precheck import DailyCounter, PrecheckConfig, PrecheckContext, daily_bucket, minute_of_day_utc, run_precheck
+from core.keys import pos_key
+from core.precheck import PrecheckConfig, PrecheckContext, daily_bucket, minute_of_day_utc, notional_units, run_precheck, trade_cost, units_notional
 from core.risk import evaluate_risk, load_risk_hook
 from core.symbols import SymbolSpec
-from schemas.codec import decode, encode
+from schemas.codec import encode
 from schemas.enums import ExecutionState, ReasonCode
 from schemas.messages import PrecheckCommand, PrecheckDone
 from workers.common import MarketData, SafetyView, VenueClient, command_of
-from workers.ledger.store import pos_key
 
 PAUSE_RETRY_S = 0.25
 PAUSE_MARGIN_S = 0.5  # answer before the coordinator's own PRECHECK deadline
@@ -54,10 +63,9 @@ class PrecheckWorker(WorkerApp):
         self.venue = VenueClient(self.nc)
         self.specs: dict[str, SymbolSpec] = {}
         self.specs_at = 0.0
-        self.counters = await self.js.key_value(KV_COUNTERS)
         self.ledger = await self.js.key_value(KV_LEDGER)
         self.positions: dict[str, Decimal] = {}
-        self.bucket_locks: dict[str, asyncio.Lock] = {}
+        self.totals: dict[str, tuple[int, int]] = {}  # daily bucket -> (trades, notional units) last seen
         self.background.append(asyncio.create_task(self._watch_positions()))
         self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_PRECHECK_CONFIG", "{}")), PrecheckConfig, strict=False)
         self.risk_hook = load_risk_hook(json.loads(os.environ.get("JETEXEC_RISK_HOOK", "null")))
@@ -110,24 +118,10 @@ class PrecheckWorker(WorkerApp):
         now = time.time()
         intent = cmd.intent
         spec = await self._spec(intent.symbol)
-        position = await self._position(intent.symbol, intent.strategy_id)
-        reference = self.market.mid(intent.symbol) or cmd.reference_price
         bucket = daily_bucket(intent.strategy_id, now)
-        marker = f"seen.{cmd.cid}"
-        # One strategy's burst would otherwise be dozens of concurrent compare-and-sets on one key,
-        # nearly all failing and retrying: take turns per counter inside this process.
-        async with self.bucket_locks.setdefault(bucket, asyncio.Lock()):
-            return await self._check_and_count(d, cmd, now, spec, position, reference, bucket, marker)
+        trades, units = self.totals.get(bucket, (0, 0))
 
-    async def _check_and_count(self, d, cmd, now, spec, position, reference, bucket, marker) -> list[Out]:
-        intent = cmd.intent
-        for _attempt in range(50):
-            # Check and count atomically: the counter's revision is part of the decision, so two
-            # concurrent intents cannot both take the last trade of the day.
-            counter, revision = await self._counter(bucket)
-            counted = d.num_delivered > 1 and await self._has(marker)  # only a redelivery can be counted
-            if counted:  # a redelivery after this intent was already counted: judge it without itself
-                counter = DailyCounter(count=max(0, counter.count - 1), notional=counter.notional)
+        def judge(trades: int, units: int):
             ctx = PrecheckContext(
                 safety_state=self.safety.state,
                 mode=cmd.mode,
@@ -136,56 +130,43 @@ class PrecheckWorker(WorkerApp):
                 minute_of_day=minute_of_day_utc(now),
                 risk=evaluate_risk(self._hook(), intent, intent.qty),
                 live_switches=live_switches(),
-                position_qty=position,
-                reference_price=reference,
-                daily_count=counter.count,
-                daily_notional=counter.notional,
+                position_qty=self.positions.get(pos_key(intent.symbol, intent.strategy_id), Decimal(0)),
+                reference_price=self.market.mid(intent.symbol) or cmd.reference_price,
+                daily_count=trades,
+                daily_notional=units_notional(units),
                 now=now,
             )
-            outcome = run_precheck(intent, ctx, self.config)
-            if outcome.pause:
-                deadline = (cmd.issued_at or now) + STAGE_TIMEOUT_MS[ExecutionState.PRECHECK] / 1000 - PAUSE_MARGIN_S
-                if now + PAUSE_RETRY_S < deadline:
-                    raise Retry("risk hook says PAUSE", delay=PAUSE_RETRY_S)
-                fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=False, reason_code=ReasonCode.RISK_PAUSE_TIMEOUT, detail="risk hook kept PAUSE until the PRECHECK deadline", ts=now)
-                return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
-            if outcome.passed and not counted:
-                price = intent.price or reference or Decimal(0)
-                if not await self._count(bucket, counter, revision, outcome.qty * price):
-                    continue  # someone else counted meanwhile: decide again on the new counter
-                await self._mark(marker)
-            fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=outcome.passed, reason_code=outcome.reason_code, detail=outcome.detail, qty=outcome.qty, alerts=outcome.alerts, ts=now)
+            return ctx, run_precheck(intent, ctx, self.config)
+
+        ctx, outcome = judge(trades, units)
+        if outcome.pause:
+            deadline = (cmd.issued_at or now) + STAGE_TIMEOUT_MS[ExecutionState.PRECHECK] / 1000 - PAUSE_MARGIN_S
+            if now + PAUSE_RETRY_S < deadline:
+                raise Retry("risk hook says PAUSE", delay=PAUSE_RETRY_S)
+            fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=False, reason_code=ReasonCode.RISK_PAUSE_TIMEOUT, detail="risk hook kept PAUSE until the PRECHECK deadline", ts=now)
             return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
-        raise Retry("daily counter contention")
+        if outcome.passed:
+            cost = notional_units(trade_cost(intent, outcome.qty, ctx))
+            trades, units = await self._count(bucket, f"{cmd.cid}.{cmd.step}", d.num_delivered, 1, cost)
+            _, outcome = judge(trades - 1, units - cost)  # the totals just before this intent
+            if not outcome.passed:
+                await self._count(bucket, f"{cmd.cid}.{cmd.step}.undo", d.num_delivered, -1, -cost)
+        fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=outcome.passed, reason_code=outcome.reason_code, detail=outcome.detail, qty=outcome.qty, alerts=outcome.alerts, ts=now)
+        return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
 
-    async def _counter(self, bucket: str) -> tuple[DailyCounter, int | None]:
-        try:
-            entry = await self.counters.get(bucket)
-            return decode(entry.value, DailyCounter), entry.revision
-        except KeyNotFoundError:
-            return DailyCounter(), None
+    async def _count(self, bucket: str, msg_id: str, delivery: int, trades: int, units: int) -> tuple[int, int]:
+        """Add to the bucket's two counters; returns their new totals (this addition included)."""
+        acks = await asyncio.gather(*(self._incr(count_subject(kind, bucket), f"{msg_id}.{kind}", delivery, by) for kind, by in (("trades", trades), ("notional", units))))
+        totals = (int(acks[0]), int(acks[1]))
+        self.totals[bucket] = totals
+        return totals
 
-    async def _has(self, key: str) -> bool:
-        try:
-            await self.counters.get(key)
-            return True
-        except KeyNotFoundError:
-            return False
-
-    async def _mark(self, key: str) -> None:
-        try:
-            await self.counters.create(key, b"1")
-        except Exception:
-            pass  # already marked by an earlier delivery
-
-    async def _count(self, bucket: str, counter: DailyCounter, revision: int | None, notional: Decimal) -> bool:
-        new = counter.add(notional)
-        try:
-            if revision is None:
-                await self.counters.create(bucket, encode(new))
-            else:
-                await self.counters.update(bucket, encode(new), last=revision)
-            return True
-        except Exception:  # wrong last sequence / key exists: a concurrent count
-            return False
-
+    async def _incr(self, subject: str, msg_id: str, delivery: int, by: int) -> str:
+        ack = await self.jspub.request(subject, b"", {"Nats-Incr": str(by), "Nats-Msg-Id": msg_id})
+        if ack.duplicate or ack.val is None:
+            # A delivery that died already counted this: count again, under this delivery's id
+            # (over-counting by one is the safe side of a limit).
+            ack = await self.jspub.request(subject, b"", {"Nats-Incr": str(by), "Nats-Msg-Id": f"{msg_id}.d{delivery}"})
+        if ack.val is None:
+            raise Retry(f"counter {subject} gave no total")
+        return ack.val
