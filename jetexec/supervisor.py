@@ -49,10 +49,24 @@ class Child:
     started_at: float = 0.0
 
 
+def with_replicas(workers: tuple[tuple[str, int], ...], spec: str) -> tuple[tuple[str, int], ...]:
+    """``"coordinator=2,split=3"`` → the same workers with those replica counts (``JETEXEC_REPLICAS``)."""
+    counts = dict(workers)
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, sep, n = item.partition("=")
+        if not sep or name not in counts or not n.isdigit() or int(n) < 1:
+            raise ValueError(f"JETEXEC_REPLICAS: {item!r} is not WORKER=N with a known worker and N >= 1")
+        counts[name] = int(n)
+    return tuple((name, counts[name]) for name, _ in workers)
+
+
 class Supervisor:
     def __init__(self, url: str, data_dir: Path, workers=DEFAULT_WORKERS, env: dict[str, str] | None = None, log_dir: Path | None = None, quiet: bool = False) -> None:
         self.url = url
         self.data_dir = data_dir
+        replicas = (env or {}).get("JETEXEC_REPLICAS") or os.environ.get("JETEXEC_REPLICAS")
+        if replicas:
+            workers = with_replicas(workers, replicas)
         self.children = [Child(name, i) for name, n in workers for i in range(n)]
         self.env = {**os.environ, **(env or {}), "JETEXEC_NATS_URL": url, "PYTHONUNBUFFERED": "1"}
         self.metrics_ports: dict[str, int] = {}  # "<worker>-<replica>" → port

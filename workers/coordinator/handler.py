@@ -48,7 +48,7 @@ from bus.runtime import HOUSEKEEPING, Delivery, Out, Poison, Retry, WorkerApp
 from bus.streams import read_stream
 from bus.topology import COORDINATOR_CONSUMERS, CTL_LIVE, CTL_RECORD, KV_COORD, KV_EXECUTIONS, PARTITIONS, audit_subject, coordinator_consumer, evt_subject, partition_of, probe_token
 from core import audit
-from core.coordinator import CoordinatorConfig, decide, decision_audit, next_wake
+from core.coordinator import CoordinatorConfig, decide, decision_audit, next_wake, schedule_due
 from core.execution_fsm import is_terminal
 from schemas.codec import decode, decode_fact, encode
 from schemas.enums import ReasonCode
@@ -58,6 +58,7 @@ from workers.coordinator.snapshots import PartitionState, SnapshotWriter
 log = logging.getLogger("jetexec.coordinator")
 
 OUTBOX_LOG = 8
+TAKEOVER_GRACE_S = 6.0  # longer than any stage consumer's ack wait: redelivered work runs first
 PROBE_STALE_S = 3.0  # a checkpoint this old (its owner refreshes it every second) means no live owner
 TERMINAL_KEPT = 5000  # finished records kept in memory for late facts; older ones reload from KV
 
@@ -236,6 +237,10 @@ class CoordinatorWorker(WorkerApp):
             self._decide(part, fact, record, raw.seq, raw.ts, raw.headers, replay=True)
             replayed += 1
         part.applied_seq = max(part.applied_seq, cp.w)
+        if part.live:
+            # Commands the previous owner decided but never published go out only now (their facts
+            # come back to us as redeliveries): judge no stage deadline before they had time to run.
+            part.grace_until = time.time() + TAKEOVER_GRACE_S
         part.owned = True
         if not await self.snapshots.write_checkpoint(part, part.applied_seq):
             part.owned = False
@@ -245,7 +250,7 @@ class CoordinatorWorker(WorkerApp):
             record = self.records.get(cid)
             if record is not None:
                 self._arm(record)
-        log.info("took over partition %d: %d live, %d facts replayed after seq %d, %.0f ms", part.index, len(part.live), replayed, cp.w, (time.monotonic() - started) * 1000)
+        log.warning("took over partition %d: %d live, %d facts replayed after seq %d, %.0f ms", part.index, len(part.live), replayed, cp.w, (time.monotonic() - started) * 1000)
 
     def _release(self, part: PartitionState, why: str) -> None:
         if not part.owned:
@@ -318,7 +323,7 @@ class CoordinatorWorker(WorkerApp):
             return
         owned = [p.index for p in self.parts.values() if p.owned]
         live = [cid for p in self.parts.values() if p.owned for cid in p.live]
-        await self.nc.publish(msg.reply, json.dumps({"partitions": owned, "live": live}).encode())
+        await self.nc.publish(msg.reply, json.dumps({"partitions": owned, "live": live, "instance": self.instance, "pid": os.getpid()}).encode())
 
     async def teardown(self) -> None:
         # What this replica decided is in memory: write it out before the pin moves on.
@@ -356,11 +361,21 @@ class CoordinatorWorker(WorkerApp):
             record = self.records.get(cid)
             if record is None or is_terminal(record.state):
                 continue
-            fact = TimerFired(cid=cid, step=record.version, kind="WAKE", ts=time.time())
+            kind = "WAKE"
+            grace_until = self.parts[partition_of(cid)].grace_until
+            if time.time() < grace_until:
+                # Just taken over: scheduled children still go out on time ("SCHEDULE" judges no
+                # stage deadline); the full wake comes when the grace ends.
+                kind = "SCHEDULE"
+                self.wake_at[cid] = grace_until
+                heapq.heappush(self.timers, (grace_until, cid))
+                if not schedule_due(record, time.time()):
+                    continue
+            fact = TimerFired(cid=cid, step=record.version, kind=kind, ts=time.time())
             # No incoming message here: publish under the execution's stored trace context.
             headers = {"traceparent": record.trace_parent} if record.trace_parent else None
             try:
-                await self.publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.timer.{record.version}.{int(due * 1000)}", headers)
+                await self.publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.{'timer' if kind == 'WAKE' else 'sched'}.{record.version}.{int(due * 1000)}", headers)
             except Exception:
                 log.warning("timer publish failed for %s; retrying", cid)
                 self.wake_at[cid] = time.time() + 0.5

@@ -46,6 +46,7 @@ class PartitionState:
     live: set[str] = field(default_factory=set)
     dirty: dict[str, ExecutionRecord] = field(default_factory=dict)
     checkpoint_at: float = 0.0
+    grace_until: float = 0.0  # after a takeover: stage deadlines are judged from then on
     recovering: asyncio.Future | None = None
 
 
