@@ -14,7 +14,7 @@ venue-side helpers below (see docs/ledger.md, "Venue operations"):
 ``venue.api.tape``   ``{"symbol": S, "t0": float, "t1": float}`` →
     ``{"symbol", "t0", "t1", "vwap": str|null, "volume": str, "prints": int, "tape_from": float|null,
     "points": [[ts, price, qty], ...]}`` (``points`` capped at 2000, evenly thinned)
-    The market's interval VWAP and volume from the venue tape (``core.venue.interval_vwap``), for
+    The market's interval VWAP and volume from the venue tape (``core.paper_venue.interval_vwap``), for
     TCA (VWAP slippage, participation) and the report chart.
 
 Without them the ledger still works: reconciliation compares quantities and states through
@@ -124,8 +124,8 @@ class FillIndex:
 
 
 def tape_reply(state: Any, symbol: str, t0: float, t1: float) -> bytes:
-    """The ``venue.api.tape`` answer from a ``core.venue.VenueState``."""
-    from core.venue import interval_vwap
+    """The ``venue.api.tape`` answer from a ``core.paper_venue.VenueState``."""
+    from core.paper_venue import interval_vwap
 
     prints = [p for p in state.tape if p.symbol == symbol]
     inside = [p for p in prints if t0 <= p.ts <= t1]

@@ -1,4 +1,4 @@
-"""Paper exchange — a real simulated venue, seeded and deterministic (matching model: core.venue).
+"""Paper exchange — a real simulated venue, seeded and deterministic (matching model: core.paper_venue).
 
 Serves (core NATS request/reply, the venue protocol):
   ``venue.api.new``     NewOrder    → OrderAck        ``venue.api.modify`` ModifyOrder → ModifyAck
@@ -33,7 +33,7 @@ from nats.js.errors import KeyNotFoundError
 from bus import tracing
 from bus.runtime import Out, Publisher, WorkerApp, tracing_on
 from bus.topology import KV_VENUE, report_subject, venue_api
-from core import venue as model
+from core import paper_venue as model
 from core.symbols import DEFAULT_SYMBOLS
 from schemas.codec import DecodeError, decode, encode
 from schemas.enums import ErrorClass, OrderState, ReasonCode
