@@ -39,7 +39,7 @@ from schemas.codec import DecodeError, decode, encode
 from schemas.enums import ErrorClass, OrderState, ReasonCode
 from schemas.venue import CancelAck, CancelOrder, ExecutionReport, ModifyOrder, NewOrder, OrderAck, QueryOrder
 from workers.common import MD_SUBJECT
-from workers.ledger.venue_ops import FillIndex, tape_reply
+from workers.paper_exchange.replies import FillIndex, tape_reply
 
 log = logging.getLogger("jetexec.paper")
 
