@@ -177,6 +177,7 @@ def _dispatch_due(st: _Step) -> None:
             price=c.price,
             scheduled_at=c.scheduled_at,
             generation=c.generation,
+            venue=r.intent.venue or "",
         )
         st.emit(_subject_cmd("send", r.cid), SendCommand(cid=r.cid, step=r.version, child=child, mode=r.mode, issued_at=st.now))
 
@@ -290,7 +291,7 @@ def decide(record: ExecutionRecord | None, fact: Fact, now: float, cfg: Coordina
             r.strategy = fact.strategy
             r.target_qty = sum((c.qty for c in fact.children), Decimal(0))
             r.children = [
-                ChildRecord(client_order_id=c.client_order_id, index=c.index, qty=c.qty, order_type=c.order_type, price=c.price, scheduled_at=c.scheduled_at)
+                ChildRecord(client_order_id=c.client_order_id, index=c.index, qty=c.qty, order_type=c.order_type, price=c.price, scheduled_at=c.scheduled_at, venue=(r.intent.venue or "") if r.intent else "")
                 for c in fact.children
             ]
             st.move(S.SENDING, f"{fact.strategy.value} x{len(fact.children)}")
@@ -445,7 +446,7 @@ def _on_stage_timeout(st: _Step) -> None:
         assert r.intent is not None
         st.emit(
             _subject_cmd("adjust", r.cid),
-            AdjustCommand(cid=r.cid, step=r.version, symbol=r.intent.symbol, side=r.intent.side, arrival_price=r.arrival_price, round=r.adjust_round, children=live, mode=r.mode, issued_at=st.now),
+            AdjustCommand(cid=r.cid, step=r.version, symbol=r.intent.symbol, side=r.intent.side, arrival_price=r.arrival_price, round=r.adjust_round, children=live, mode=r.mode, issued_at=st.now, venue=r.intent.venue or ""),
         )
         return
     if r.state is S.ADJUSTING:
@@ -520,6 +521,7 @@ def to_result(r: ExecutionRecord) -> ExecutionResult:
                 filled_qty=c.filled_qty,
                 avg_fill_price=_plain(c.notional / c.filled_qty) if c.filled_qty > 0 else None,
                 price=c.price,
+                venue=c.venue or None,
             )
             for c in r.children
         ],
@@ -530,4 +532,5 @@ def to_result(r: ExecutionRecord) -> ExecutionResult:
         detail=r.detail,
         created_at=r.created_at,
         updated_at=r.updated_at,
+        venue=(r.intent.venue or None) if r.intent else None,
     )

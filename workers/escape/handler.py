@@ -7,8 +7,8 @@ Publishes: ``exec.evt.<cid>`` EscapeStarted, then EscapeDone (cancelled / failed
 Writes:    KV ``SAFETY``: the HALT fence ``halt.<cid>`` / ``halt.ALL`` *before* any cancel (send
            and adjust check it before every venue call, so stale queued commands die at the front
            of their queue), and ``state`` for a halt (LOCKDOWN) or lane overflow (FAIL).
-Calls:     the venue directly (``venue.api.cancel`` → CancelAck; ``venue.api.new`` for the
-           flatten order) — it does not wait for the send worker or the coordinator.
+Calls:     the execution's venue directly (``cancel`` → CancelAck; ``new`` for the flatten order)
+           — it does not wait for the send worker or the coordinator.
 Tracing:   an operator's request has its own trace; each execution's escape is an ``escape`` span
            inside the *execution's* trace (``ExecutionRecord.trace_parent``) with a link to the
            request's span, and the venue cancels and EscapeStarted/EscapeDone are its children.
@@ -33,7 +33,7 @@ from schemas.codec import decode, decode_escape, encode, is_id
 from schemas.enums import AlertCode, OrderType, ReasonCode, SafetyState
 from schemas.messages import EscapeDone, EscapeStarted, ExecutionRecord
 from schemas.venue import CancelAck, CancelOrder, NewOrder, OrderAck
-from workers.common import VenueClient, VenueUnavailable
+from workers.common import VenueClient, VenueUnavailable, venues_from_env
 
 OVERFLOW_PENDING = 1000  # escape requests waiting: the lane itself is backing up (FS095)
 
@@ -46,7 +46,7 @@ class EscapeWorker(WorkerApp):
     async def setup(self) -> None:
         self.safety_kv = await self.js.key_value(KV_SAFETY)
         self.executions = await self.js.key_value(KV_EXECUTIONS)
-        self.venue = VenueClient(self.nc, timeout=2.0)
+        self.venue = VenueClient(self.nc, timeout=2.0, default_venue=venues_from_env().default)
         self.overflowing = False
         self.background.append(asyncio.create_task(self._watch_lane()))
 
@@ -122,7 +122,8 @@ class EscapeWorker(WorkerApp):
         started = Out(subject, encode(EscapeStarted(cid=cid, reason=reason, fence=cid, ts=now)), f"{cid}.escape.{seq}.started")
         live = [c.client_order_id for c in record.children if c.dispatched and c.state not in ORDER_TERMINAL]
         # Every cancel at once: the slowest child, not the sum of them, bounds the escape.
-        acks = await asyncio.gather(*(self._cancel(coid) for coid in live))
+        venue = self.venue.at(record.intent.venue if record.intent else None)
+        acks = await asyncio.gather(*(self._cancel(venue, coid) for coid in live))
         cancelled, failed = [], []
         for coid, ack in zip(live, acks):
             if ack is None:
@@ -141,9 +142,9 @@ class EscapeWorker(WorkerApp):
         # Published in this order, pipelined, before the request is acked.
         return [started, Out(subject, encode(done), f"{cid}.escape.{seq}.done")]
 
-    async def _cancel(self, coid: str) -> CancelAck | None:
+    async def _cancel(self, venue: VenueClient, coid: str) -> CancelAck | None:
         try:
-            return await self.venue.call("cancel", CancelOrder(client_order_id=coid), CancelAck)
+            return await venue.call("cancel", CancelOrder(client_order_id=coid), CancelAck)
         except VenueUnavailable:
             return None
 
@@ -153,9 +154,9 @@ class EscapeWorker(WorkerApp):
         if filled <= 0 or record.intent is None:
             return None
         coid = flatten_order_id(record.idempotency_key)
-        order = NewOrder(client_order_id=coid, cid=record.cid, symbol=record.intent.symbol, side=record.intent.side.opposite, qty=filled, order_type=OrderType.MARKET)
+        order = NewOrder(client_order_id=coid, cid=record.cid, symbol=record.intent.symbol, side=record.intent.side.opposite, qty=filled, order_type=OrderType.MARKET, mode=record.mode)
         try:
-            ack = await self.venue.call("new", order, OrderAck)
+            ack = await self.venue.at(record.intent.venue).call("new", order, OrderAck)
         except VenueUnavailable:
             return None
         return coid if ack.accepted or ack.reason_code is ReasonCode.DUPLICATE_CLIENT_ORDER_ID else None

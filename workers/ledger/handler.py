@@ -362,7 +362,7 @@ class LedgerWorker(WorkerApp):
         t0 = (st.created_ts or st.record.created_at) - CAPTURE_PAD_S
         t1 = (st.record.completed_at or time.time()) + CAPTURE_PAD_S
         try:
-            tape = await venue_ops.tape(self.nc, st.symbol, st.created_ts or st.record.created_at, st.record.completed_at or time.time())
+            tape = await venue_ops.tape(self.nc, st.symbol, st.created_ts or st.record.created_at, st.record.completed_at or time.time(), venue=st.venue or None)
         except venue_ops.OpUnavailable:
             tape = None
         doc = mkt.capture(self.market, st.symbol, t0, t1, tape)

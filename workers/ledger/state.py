@@ -139,6 +139,7 @@ class CidState(msgspec.Struct, kw_only=True):
     intent_qty: Decimal | None = None
     arrival_price: Decimal | None = None
     created_ts: float = 0.0
+    venue: str = ""  # the venue id the gateway resolved for the execution
     orders: dict[str, OrderLedgerEntry] = {}
     fills: list[FillRec] = []
     reprices: list[Reprice] = []
@@ -214,7 +215,7 @@ class _Ctx:
             return st.orders[coid]
         if st.symbol is None or qty <= 0:
             return None
-        entry = new_order(coid, st.cid, st.symbol, side, qty, self.now, strategy_id=st.strategy_id or "", price=price if price and price > 0 else None)
+        entry = new_order(coid, st.cid, st.symbol, side, qty, self.now, strategy_id=st.strategy_id or "", price=price if price and price > 0 else None, venue=st.venue)
         if reason:
             entry = msgspec.structs.replace(entry, reason=reason)
         st.orders[coid] = entry
@@ -358,6 +359,7 @@ def apply_fact(st: CidState | None, fact: object, seq: int, now: float, cfg: Coo
         new.symbol, new.side, new.strategy_id = intent.symbol, intent.side, intent.strategy_id
         new.order_type, new.intent_qty = intent.order_type, intent.qty
         new.arrival_price = fact.arrival_price
+        new.venue = intent.venue or ""
         new.created_ts = now
     elif isinstance(fact, IntentRejected) and not new.idempotency_key:
         new.idempotency_key = fact.idempotency_key

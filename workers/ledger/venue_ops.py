@@ -1,10 +1,11 @@
 """Venue operations the ledger needs beyond the existing protocol — both sides in one place.
 
-Existing ops used: ``venue.api.query`` (QueryOrder → OrderStatus), ``venue.api.stats``,
-``venue.api.quote``.
+Every call goes through the one venue client (``bus/venue_client.py``: traced, metered), at the
+order's venue (``venue=None``: the default venue). Ops used: ``query`` (QueryOrder → OrderStatus),
+``stats`` (the paper exchange's own), ``quote``.
 
-Two more ops (request/reply, JSON), answered by the paper exchange (its side is
-``workers/paper_exchange/replies.py``; see docs/ledger.md, "Venue operations"):
+Two optional ops of the venue protocol (``core/venue_protocol.py``), answered by the paper exchange
+(its side is ``workers/paper_exchange/replies.py``; see docs/ledger.md, "Venue operations"):
 
 ``venue.api.fills``  ``{"client_order_id": ID}`` →
     ``{"found": bool, "client_order_id", "cid", "state", "qty", "filled_qty",
@@ -23,57 +24,45 @@ Without them the ledger still works: reconciliation compares quantities and stat
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
-from bus.topology import venue_api
-from schemas.codec import decode, encode
-from schemas.venue import OrderStatus, QueryOrder, SymbolInfo
+from bus.venue_client import VenueClient, VenueOpError, VenueUnavailable
+from schemas.venue import OrderStatus, SymbolInfo
 
 
 class OpUnavailable(Exception):
-    """The venue does not serve this op (no responders) or did not answer."""
+    """The venue does not serve this op (no responders, ``UNKNOWN_OP``) or did not answer."""
 
 
-async def _request(nc: Client, op: str, payload: bytes, timeout: float) -> bytes:
+async def _guard(coro):
     try:
-        msg = await nc.request(venue_api(op), payload, timeout=timeout)
-    except (NoRespondersError, NatsTimeout, asyncio.TimeoutError) as exc:
-        raise OpUnavailable(f"venue.api.{op}: {type(exc).__name__}") from None
-    if msg.headers and msg.headers.get("Status") == "503":
-        raise OpUnavailable(f"venue.api.{op}: no responders")
-    return msg.data
+        return await coro
+    except (VenueUnavailable, VenueOpError) as exc:
+        raise OpUnavailable(str(exc)) from None
 
 
-async def query(nc: Client, client_order_id: str, timeout: float = 2.0) -> OrderStatus:
-    data = await _request(nc, "query", encode(QueryOrder(client_order_id=client_order_id)), timeout)
-    return decode(data, OrderStatus)
+def _client(nc: Client, venue: str | None, timeout: float) -> VenueClient:
+    return VenueClient(nc, timeout=timeout).at(venue)
 
 
-async def fills(nc: Client, client_order_id: str, timeout: float = 2.0) -> dict[str, Any]:
-    data = await _request(nc, "fills", json.dumps({"client_order_id": client_order_id}).encode(), timeout)
-    body = json.loads(data)
-    if "error" in body:
-        raise OpUnavailable(f"venue.api.fills: {body['error']}")
-    return body
+async def query(nc: Client, client_order_id: str, timeout: float = 2.0, venue: str | None = None) -> OrderStatus:
+    return await _guard(_client(nc, venue, timeout).query(client_order_id))
 
 
-async def tape(nc: Client, symbol: str, t0: float, t1: float, timeout: float = 2.0) -> dict[str, Any]:
-    data = await _request(nc, "tape", json.dumps({"symbol": symbol, "t0": t0, "t1": t1}).encode(), timeout)
-    body = json.loads(data)
-    if "error" in body:
-        raise OpUnavailable(f"venue.api.tape: {body['error']}")
-    return body
+async def fills(nc: Client, client_order_id: str, timeout: float = 2.0, venue: str | None = None) -> dict[str, Any]:
+    return msgspec.to_builtins(await _guard(_client(nc, venue, timeout).fills(client_order_id)))
 
 
-async def stats(nc: Client, timeout: float = 2.0) -> dict[str, Any]:
-    return json.loads(await _request(nc, "stats", b"{}", timeout))
+async def tape(nc: Client, symbol: str, t0: float, t1: float, timeout: float = 2.0, venue: str | None = None) -> dict[str, Any]:
+    return msgspec.to_builtins(await _guard(_client(nc, venue, timeout).tape(symbol, t0, t1)))
 
 
-async def quote(nc: Client, symbol: str, timeout: float = 2.0) -> SymbolInfo:
-    data = await _request(nc, "quote", json.dumps({"symbol": symbol}).encode(), timeout)
-    return decode(data, SymbolInfo)
+async def stats(nc: Client, timeout: float = 2.0, venue: str | None = None) -> dict[str, Any]:
+    return await _guard(_client(nc, venue, timeout).raw("stats"))
+
+
+async def quote(nc: Client, symbol: str, timeout: float = 2.0, venue: str | None = None) -> SymbolInfo:
+    return await _guard(_client(nc, venue, timeout).quote(symbol))
