@@ -244,7 +244,8 @@ def _dec(v: str | None, default: Decimal = Decimal(0)) -> Decimal:
         d = Decimal(v)
     except InvalidOperation:
         return default
-    return d if d.is_finite() else default
+    # "3.0" and "3" are one quantity: keep the plain form (never exponent notation)
+    return Decimal(format(d.normalize(), "f")) if d.is_finite() else default
 
 
 def _reject_code(reason: str | None) -> ReasonCode:

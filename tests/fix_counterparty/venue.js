@@ -17,13 +17,13 @@
 //                        OrdRejReason 5.
 // The control port (127.0.0.1, one JSON object a line, one answer a line) lets a test move the
 // market and look inside: {"cmd":"price","symbol":S,"price":P} sets a price and fills what it
-// crosses; {"cmd":"fill","symbol":S,"qty":Q} fills resting orders of S at their limit up to Q
-// (partial fills); {"cmd":"orders"} lists every order and how often its ClOrdID arrived;
+// crosses; {"cmd":"fill","symbol":S,"qty":Q[,"order":ID]} fills resting orders of S (or the one first sent
+// as ID) at their limit up to Q (partial fills); {"cmd":"orders"} lists every order and how often its ClOrdID arrived;
 // {"cmd":"stats"}; {"cmd":"drop"} closes the FIX connection from this side.
 require('reflect-metadata')
 const net = require('net')
 const path = require('path')
-const { SessionLauncher, AsciiSession, MsgType } = require('jspurefix')
+const { SessionLauncher, AsciiSession, MsgType, FixMsgAsciiStoreResend, FixMsgStoreRecord } = require('jspurefix')
 
 function args () {
   const a = { port: 0, controlPort: 0, store: '', sender: 'VENUE', target: 'JETEXEC', symbols: '{}', heartbeat: 30 }
@@ -72,11 +72,24 @@ class Executor {
     this.duplicates = 0
     this.session = null
     this.unsent = 0
+    this.sent = new Map() // MsgSeqNum -> the application message sent under it (for resends)
   }
 
   send (type, body) {
     if (!this.session) { this.unsent++; return }
-    this.session.send(type, body)
+    this.session.send(type, body, (err, result) => {
+      const seq = result?.header?.MsgSeqNum
+      if (!err && seq) this.sent.set(seq, { type, body, ts: new Date() })
+    })
+  }
+
+  sentBetween (from, to) {
+    const out = []
+    for (let seq = from; seq <= to; seq++) {
+      const m = this.sent.get(seq)
+      if (m) out.push(new FixMsgStoreRecord(m.type, m.ts, seq, { ...m.body }))
+    }
+    return out
   }
 
   execId () { return `E${++this.execSeq}` }
@@ -154,7 +167,7 @@ class Executor {
     this.byOrderId.set(o.orderId, o)
     this.report(o, '0')
     if (o.ordType === '1') {
-      const first = qty / 2n
+      const first = (qty / 2n / SCALE) * SCALE // whole units: the venue fills in round lots
       if (first > 0n && first < qty) this.fill(o, first, px)
       this.fill(o, o.qty - o.cum, px)
     } else if (this.crosses(o, px)) {
@@ -237,12 +250,13 @@ class Executor {
     return n
   }
 
-  fillResting (symbol, qty) {
+  fillResting (symbol, qty, first) {
     let left = toUnits(qty)
     let n = 0
     for (const o of this.orders.values()) {
       if (left <= 0n) break
       if (!o.live || o.symbol !== symbol || o.ordType !== '2') continue
+      if (first && o.history[0] !== first) continue
       const q = o.qty - o.cum < left ? o.qty - o.cum : left
       this.fill(o, q, o.price)
       left -= q
@@ -269,6 +283,13 @@ class VenueSession extends AsciiSession {
     this.logReceivedMsgs = false
     this.fixLog = config.logFactory.plain(path.join(a.store, 'messages.log'))
     this.logger = config.logFactory.logger('counterparty')
+    // Replay a ResendRequest from what the executor sent (the engine's default resender reads a
+    // per-connection memory store, empty after a reconnect; jspurefix documents supplying your own).
+    // Only application messages are replayed; the engine's resender gap-fills the rest
+    // (SequenceReset-GapFill) and stamps PossDupFlag / OrigSendingTime.
+    this.resender = new FixMsgAsciiStoreResend({
+      getSeqNumRange: async (from, to) => executor.sentBetween(from, to)
+    }, config)
   }
 
   onApplicationMsg (msgType, view) {
@@ -330,7 +351,7 @@ const control = net.createServer((socket) => {
       try {
         const req = JSON.parse(line)
         if (req.cmd === 'price') answer = { filled: executor.setPrice(req.symbol, req.price) }
-        else if (req.cmd === 'fill') answer = { filled: executor.fillResting(req.symbol, req.qty) }
+        else if (req.cmd === 'fill') answer = { filled: executor.fillResting(req.symbol, req.qty, req.order) }
         else if (req.cmd === 'orders' || req.cmd === 'stats') answer = executor.snapshot()
         else if (req.cmd === 'drop') { answer = { dropped: executor.session !== null }; executor.session?.requestStop?.('dropped by the test') }
         else answer = { error: `unknown cmd ${req.cmd}` }

@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -187,3 +188,39 @@ class DropProxy:
         self.cut()
         self.server.close()
         await self.server.wait_closed()
+
+
+class ThreadedProxy:
+    """A :class:`DropProxy` on its own event loop thread, for tests that are not async."""
+
+    def __init__(self, target_port: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.proxy = DropProxy(target_port)
+        self._run(self.proxy.start())
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    @property
+    def port(self) -> int:
+        return self.proxy.port
+
+    def blackhole(self, on: bool) -> None:
+        self.loop.call_soon_threadsafe(self.proxy.blackhole, on)
+
+    def refuse(self, on: bool) -> None:
+        self.loop.call_soon_threadsafe(self.proxy.refuse, on)
+
+    def cut(self) -> None:
+        self.loop.call_soon_threadsafe(self.proxy.cut)
+
+    @property
+    def connections(self) -> int:
+        return self.proxy.connections
+
+    def stop(self) -> None:
+        self._run(self.proxy.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)

@@ -92,7 +92,9 @@ class FixVenue:
         self.orders: dict[str, fm.FixOrder] = {}
         self.locks: dict[str, asyncio.Lock] = {}
         self.waiters: dict[tuple[str, str], asyncio.Future] = {}
-        self.logged_on = False
+        self.logged_on = False  # logged on AND in sequence: only then is anything application-level sent
+        self.session_generation = 0
+        self.peer_logon_seq = 0
         self.session_id = None
         self.initiator = None
         self.sender = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"fix-send-{venue_id}")
@@ -157,20 +159,38 @@ class FixVenue:
         await self.w.kv.put(f"{self.id}.{o.client_order_id}", encode(o))
 
     # ---- the engine's callbacks (on the event loop) -----------------------------------------
+    def on_logon_message(self, seq: int) -> None:
+        self.peer_logon_seq = seq
+
     def on_logon(self, session_id) -> None:
         self.session_id = session_id
-        self.logged_on = True
+        self.session_generation += 1
         log.info("venue %s: logged on", self.id)
-        task = asyncio.create_task(self._status_sweep())
+        task = asyncio.create_task(self._when_synced(self.session_generation))
         self.w.background.append(task)
 
     def on_logout(self) -> None:
         self.logged_on = False
+        self.session_generation += 1
         log.info("venue %s: logged out", self.id)
 
-    async def _status_sweep(self) -> None:
-        """After every logon: ask the venue about every order not known to be closed (what happened
-        while we were away). The gap fill has already run: the engine does it inside the logon."""
+    def _expected_target(self) -> int:
+        import quickfix as fix
+
+        session = fix.Session.lookupSession(self.session_id) if self.session_id is not None else None
+        return session.getExpectedTargetNum() if session is not None else 0
+
+    async def _when_synced(self, generation: int) -> None:
+        """Open for orders once the engine has filled the gap its logon found (the messages we
+        missed are replayed first, in order); then ask the venue about every order not known to be
+        closed. Nothing application-level is sent while the resend runs."""
+        deadline = time.monotonic() + 15
+        while self.session_generation == generation and self._expected_target() <= self.peer_logon_seq and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.session_generation != generation:
+            return
+        self.logged_on = True
+        log.info("venue %s: in sequence (next expected %d)", self.id, self._expected_target())
         for o in list(self.orders.values()):
             if o.live and not o.tombstone and self.logged_on:
                 await self._send(fm.status_request(o))
@@ -438,7 +458,10 @@ class _Application:
                 pass
 
             def fromAdmin(self, message, session_id):  # noqa: N802
-                if message.getHeader().getField(35) == "3":  # a session-level Reject of something we sent
+                msg_type = message.getHeader().getField(35)
+                if msg_type == "A":  # the peer's logon: its sequence number tells whether a gap is to fill
+                    venue.loop.call_soon_threadsafe(venue.on_logon_message, int(message.getHeader().getField(34)))
+                elif msg_type == "3":  # a session-level Reject of something we sent
                     raw = message.toString().replace("\x01", "|")
                     asyncio.run_coroutine_threadsafe(venue._notice("session-level Reject", {fm.MSG_SEQ_NUM: message.getHeader().getField(34)}, raw), venue.loop)
 
