@@ -93,8 +93,10 @@ def escape_subject(cid: str | None) -> str:
     return f"exec.escape.{cid or 'all'}"
 
 
-def report_subject(cid: str) -> str:
-    return f"venue.report.{cid}"
+def report_subject(cid: str, venue: str | None = None) -> str:
+    """``venue.<id>.report.<cid>``; without a venue id the original ``venue.report.<cid>``, which
+    means the default venue (kept working: subjects are a public contract)."""
+    return f"venue.{venue}.report.{cid}" if venue else f"venue.report.{cid}"
 
 
 def audit_subject(cid: str) -> str:
@@ -111,11 +113,13 @@ def dlq_subject(stage: str) -> str:
 
 
 INTAKE_SUBJECT = "exec.intake"  # request/reply, queue group "gateway"
-VENUE_API = "venue.api"  # venue.api.{new,modify,cancel,query,symbols,quote,stats}: request/reply
+VENUE_API = "venue.api"  # venue.api.<op>: the default venue's request/reply (core/venue_protocol.py)
 
 
-def venue_api(op: str) -> str:
-    return f"{VENUE_API}.{op}"
+def venue_api(op: str, venue: str | None = None) -> str:
+    """``venue.<id>.api.<op>``; without a venue id the original ``venue.api.<op>`` (the default venue
+    answers both)."""
+    return f"venue.{venue}.api.{op}" if venue else f"{VENUE_API}.{op}"
 
 
 def subject_template(subject: str) -> str:
@@ -126,6 +130,8 @@ def subject_template(subject: str) -> str:
     """
     parts = subject.split(".")
     if subject == INTAKE_SUBJECT or parts[:2] in (["venue", "api"], ["venue", "md"]) or len(parts) < 2:
+        return subject
+    if parts[0] == "venue" and len(parts) == 4 and parts[2] == "api":
         return subject
     if parts[:2] == ["exec", "escape"] and parts[-1] == "all":
         return subject
@@ -154,8 +160,9 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("EXEC_CMD", ("exec.cmd.*.*",), RetentionPolicy.WORK_QUEUE),
     # The escape lane: own stream, own consumer, own worker — never behind EXEC_CMD's backlog.
     StreamSpec("EXEC_ESCAPE", ("exec.escape.*",), RetentionPolicy.WORK_QUEUE, max_bytes=64 * 1024 * 1024),
-    # Venue execution reports (fills, cancels) for the monitor.
-    StreamSpec("VENUE_RPT", ("venue.report.*",), RetentionPolicy.WORK_QUEUE),
+    # Venue execution reports (fills, cancels) for the monitor: venue.<id>.report.<cid>, and
+    # venue.report.<cid> for the default venue.
+    StreamSpec("VENUE_RPT", ("venue.report.*", "venue.*.report.*"), RetentionPolicy.WORK_QUEUE),
     # The audit log: append-only. Stream deletion itself must be withheld by account permissions.
     StreamSpec("AUDIT", ("exec.audit.*",), RetentionPolicy.LIMITS, deny_delete=True, deny_purge=True),
     # Daily trade and notional counters per strategy (precheck): one increment per intent, the new
@@ -179,6 +186,7 @@ class ConsumerSpec:
     # ``priority_timeout_s``.
     priority_group: str | None = None
     priority_timeout_s: float = 0.0
+    more_filter_subjects: tuple[str, ...] = ()  # further subjects the same consumer takes
 
 
 # The coordinator's partitions. A short ack wait: after a crash the dead owner's in-flight facts
@@ -200,7 +208,7 @@ CONSUMERS: dict[str, ConsumerSpec] = {
     "split": ConsumerSpec("EXEC_CMD", "split", "exec.cmd.split.*", ack_wait_s=3.0),
     "send": ConsumerSpec("EXEC_CMD", "send", "exec.cmd.send.*", ack_wait_s=4.0, max_deliver=5),
     "adjust": ConsumerSpec("EXEC_CMD", "adjust", "exec.cmd.adjust.*", ack_wait_s=6.0),
-    "monitor": ConsumerSpec("VENUE_RPT", "monitor", "venue.report.*", ack_wait_s=4.0),
+    "monitor": ConsumerSpec("VENUE_RPT", "monitor", "venue.report.*", ack_wait_s=4.0, more_filter_subjects=("venue.*.report.*",)),
     "escape": ConsumerSpec("EXEC_ESCAPE", "escape", "exec.escape.*", ack_wait_s=5.0, max_deliver=50, max_ack_pending=256),
 }
 
@@ -218,6 +226,7 @@ KV_SAFETY = "SAFETY"  # "state" -> SafetyState; "mode" -> ExecutionMode; "halt.<
 KV_VENUE = "PAPER_VENUE"  # the paper exchange's own persisted state
 KV_LEDGER = "LEDGER"  # ledger worker snapshots
 KV_COORD = "COORD"  # coordinator partition checkpoints: "cp.<p>" -> {watermark, live cids, owner}
+KV_VENUE_ORDERS = "VENUE_ORDERS"  # real venues' order records, "<venue>.<client order id>" (workers/venue_fix)
 
 BUCKETS: tuple[BucketSpec, ...] = (
     BucketSpec(KV_EXECUTIONS, history=2),
@@ -225,6 +234,7 @@ BUCKETS: tuple[BucketSpec, ...] = (
     BucketSpec(KV_VENUE, history=1),
     BucketSpec(KV_LEDGER, history=1),
     BucketSpec(KV_COORD, history=1),
+    BucketSpec(KV_VENUE_ORDERS, history=1),
 )
 
 RETIRED_CONSUMERS = (("EXEC_EVT", "coordinator"),)  # replaced by the partition consumers
@@ -251,9 +261,11 @@ def _stream_config(s: StreamSpec) -> StreamConfig:
 
 
 def _consumer_config(c: ConsumerSpec) -> ConsumerConfig:
+    several = bool(c.more_filter_subjects)
     return ConsumerConfig(
         durable_name=c.durable,
-        filter_subject=c.filter_subject,
+        filter_subject=None if several else c.filter_subject,
+        filter_subjects=[c.filter_subject, *c.more_filter_subjects] if several else None,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=c.ack_wait_s,
         max_deliver=c.max_deliver,

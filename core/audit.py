@@ -238,7 +238,7 @@ def order_entries(cid: str, before: Mapping[str, OrderLedgerEntry], after: Mappi
                         from_state=prev_state,
                         to_state=item.state.value,
                         client_order_id=coid,
-                        payload={"detail": item.detail, "symbol": new.symbol, "side": new.side.value, "price": _s(new.price)},
+                        payload={"detail": item.detail, "symbol": new.symbol, "side": new.side.value, "price": _s(new.price), **({"venue": new.venue} if new.venue else {})},
                     )
                 )
             else:
@@ -250,7 +250,7 @@ def order_entries(cid: str, before: Mapping[str, OrderLedgerEntry], after: Mappi
                         from_state=prev_state,
                         to_state=item.state.value,
                         client_order_id=coid,
-                        payload={"event": item.event, "detail": item.detail, "symbol": new.symbol, "side": new.side.value, "qty": str(new.qty), "filled_qty": str(new.filled_qty)},
+                        payload={"event": item.event, "detail": item.detail, "symbol": new.symbol, "side": new.side.value, "qty": str(new.qty), "filled_qty": str(new.filled_qty), **({"venue": new.venue} if new.venue else {})},
                     )
                 )
             prev_state = item.state.value

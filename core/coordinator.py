@@ -137,7 +137,11 @@ class _Step:
             self.r.reason_code = code
             self.r.detail = reason
         self.move(S.ESCAPING, reason)
-        self.emit(f"exec.escape.{self.r.cid}", EscapeRequest(reason=reason, cid=self.r.cid, requested_at=self.now, children=_live_children(self.r)))
+        self.emit(f"exec.escape.{self.r.cid}", EscapeRequest(reason=reason, cid=self.r.cid, requested_at=self.now, children=_live_children(self.r), venue=_venue(self.r)))
+
+
+def _venue(r: ExecutionRecord) -> str | None:
+    return (r.intent.venue or None) if r.intent else None
 
 
 def _live_children(r: ExecutionRecord) -> tuple[str, ...]:
@@ -184,6 +188,7 @@ def _dispatch_due(st: _Step) -> None:
             price=c.price,
             scheduled_at=c.scheduled_at,
             generation=c.generation,
+            venue=r.intent.venue or "",
         )
         st.emit(_subject_cmd("send", r.cid), SendCommand(cid=r.cid, step=r.version, child=child, mode=r.mode, issued_at=st.now))
 
@@ -321,7 +326,7 @@ def _on_split_done(st: _Step, fact: SplitDone) -> bool | None:
     r.strategy = fact.strategy
     r.target_qty = sum((c.qty for c in fact.children), Decimal(0))
     r.children = [
-        ChildRecord(client_order_id=c.client_order_id, index=c.index, qty=c.qty, order_type=c.order_type, price=c.price, scheduled_at=c.scheduled_at)
+        ChildRecord(client_order_id=c.client_order_id, index=c.index, qty=c.qty, order_type=c.order_type, price=c.price, scheduled_at=c.scheduled_at, venue=(r.intent.venue or "") if r.intent else "")
         for c in fact.children
     ]
     st.move(S.SENDING, f"{fact.strategy.value} x{len(fact.children)}")
@@ -462,7 +467,7 @@ def _on_escape_done(st: _Step, fact: EscapeDone) -> bool | None:
     tried = set(fact.attempted) | set(fact.cancelled) | set(fact.failed)
     missed = tuple(coid for coid in _live_children(r) if coid not in tried)
     if missed:
-        st.emit(f"exec.escape.{r.cid}", EscapeRequest(reason=f"escape: {len(missed)} live children missed", cid=r.cid, requested_at=st.now, children=missed))
+        st.emit(f"exec.escape.{r.cid}", EscapeRequest(reason=f"escape: {len(missed)} live children missed", cid=r.cid, requested_at=st.now, children=missed, venue=_venue(r)))
     _settle(st)
     return None
 
@@ -520,7 +525,7 @@ def _on_stage_timeout(st: _Step) -> None:
         assert r.intent is not None
         st.emit(
             _subject_cmd("adjust", r.cid),
-            AdjustCommand(cid=r.cid, step=r.version, symbol=r.intent.symbol, side=r.intent.side, arrival_price=r.arrival_price, round=r.adjust_round, children=live, mode=r.mode, issued_at=st.now),
+            AdjustCommand(cid=r.cid, step=r.version, symbol=r.intent.symbol, side=r.intent.side, arrival_price=r.arrival_price, round=r.adjust_round, children=live, mode=r.mode, issued_at=st.now, venue=r.intent.venue or ""),
         )
         return
     if r.state is S.ADJUSTING:
@@ -602,6 +607,7 @@ def to_result(r: ExecutionRecord) -> ExecutionResult:
                 filled_qty=c.filled_qty,
                 avg_fill_price=_plain(c.notional / c.filled_qty) if c.filled_qty > 0 else None,
                 price=c.price,
+                venue=c.venue or None,
             )
             for c in r.children
         ],
@@ -612,4 +618,5 @@ def to_result(r: ExecutionRecord) -> ExecutionResult:
         detail=r.detail,
         created_at=r.created_at,
         updated_at=r.updated_at,
+        venue=(r.intent.venue or None) if r.intent else None,
     )

@@ -6,13 +6,14 @@ Input is one JSON object (a line of ``jetexec submit``). Every way it can be wro
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
 
 from core.ids import canonical_json, correlation_id, idempotency_key
+from core.venue_protocol import is_venue_id
 from schemas.enums import OrderType, ReasonCode, Side, SplitStrategy, Urgency
 from schemas.messages import Intent
 
@@ -82,8 +83,16 @@ def _enum(fields: dict[str, msgspec.Raw], name: str, enum: type, code: ReasonCod
         raise IntentError(code, f"{name} {value!r} is not one of {', '.join(m.value for m in enum)}") from None
 
 
-def parse_intent(raw: bytes, known_symbols: Collection[str] | None = None) -> Intent:
-    """Validate one intent. ``known_symbols`` (when given) rejects symbols the venue does not trade."""
+def parse_intent(
+    raw: bytes,
+    known_symbols: Collection[str] | None = None,
+    *,
+    venues: Collection[str] | None = None,
+    symbols_at: Callable[[str], Collection[str] | None] | None = None,
+) -> Intent:
+    """Validate one intent. ``known_symbols`` (when given) rejects symbols the venue does not trade;
+    ``venues`` (when given) rejects a ``venue`` no one configured, and ``symbols_at(venue)`` gives
+    what a named venue trades (None: not known yet)."""
     if len(raw) > MAX_INTENT_BYTES:
         raise IntentError(ReasonCode.VALIDATION_TOO_LARGE, f"intent is {len(raw)} bytes, limit {MAX_INTENT_BYTES}")
     try:
@@ -91,12 +100,19 @@ def parse_intent(raw: bytes, known_symbols: Collection[str] | None = None) -> In
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise IntentError(ReasonCode.VALIDATION_MALFORMED, "intent must be one JSON object") from None
     try:
+        venue = _text(fields, "venue", required=False, code=ReasonCode.VALIDATION_INVALID_VENUE)
+        if venue is not None:
+            if not is_venue_id(venue):
+                raise IntentError(ReasonCode.VALIDATION_INVALID_VENUE, f"venue {venue[:40]!r} is malformed (1..32 of a-z 0-9 -)")
+            if venues is not None and venue not in venues:
+                raise IntentError(ReasonCode.VALIDATION_INVALID_VENUE, f"unknown venue {venue!r}; configured: {', '.join(sorted(venues))}")
+            known_symbols = symbols_at(venue) if symbols_at is not None else None
         symbol = _text(fields, "symbol", code=ReasonCode.VALIDATION_INVALID_SYMBOL)
         assert symbol is not None
         if len(symbol) > 32 or not set(symbol) <= _ID_CHARS:
             raise IntentError(ReasonCode.VALIDATION_INVALID_SYMBOL, f"symbol {symbol[:40]!r} is malformed")
         if known_symbols is not None and symbol not in known_symbols:
-            raise IntentError(ReasonCode.VALIDATION_INVALID_SYMBOL, f"unknown symbol {symbol!r}")
+            raise IntentError(ReasonCode.VALIDATION_INVALID_SYMBOL, f"unknown symbol {symbol!r}" + (f" at venue {venue}" if venue else ""))
         side = _enum(fields, "side", Side, ReasonCode.VALIDATION_INVALID_SIDE)
         qty = _decimal(fields.get("qty"), "qty", ReasonCode.VALIDATION_INVALID_QUANTITY, MAX_QTY)
         if qty is None:
@@ -132,6 +148,7 @@ def parse_intent(raw: bytes, known_symbols: Collection[str] | None = None) -> In
         split=split,
         horizon_s=horizon,
         client_key=client_key,
+        venue=venue,
     )
 
 
@@ -153,6 +170,8 @@ def intent_identity(intent: Intent) -> tuple[str, str]:
             "split": intent.split.value,
             "horizon_s": intent.horizon_s,
             "client_key": intent.client_key,
+            # Only when named: an intent without a venue keeps the key it always had.
+            **({"venue": intent.venue} if intent.venue else {}),
         }
     )
     key = idempotency_key(canonical)

@@ -613,6 +613,7 @@ class OrderLedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float = 0.0
     updated_at: float = 0.0
     reason: str = ""
+    venue: str = ""  # the venue id the order went to ("" = the default venue)
 
     @property
     def remaining_qty(self) -> Decimal:
@@ -637,6 +638,7 @@ def new_order(
     *,
     strategy_id: str = "",
     price: Decimal | int | str | None = None,
+    venue: str = "",
 ) -> OrderLedgerEntry:
     q = _dec(qty, "qty")
     if q <= 0:
@@ -655,6 +657,7 @@ def new_order(
         history=(OrderHistoryItem(ts, OrderState.CREATED, "ORDER_CREATED"),),
         created_at=ts,
         updated_at=ts,
+        venue=venue,
     )
 
 

@@ -299,7 +299,7 @@ def worker(
     nats_url: Optional[str] = NatsUrl,
 ) -> None:
     """Run one worker (what each Kubernetes Deployment runs)."""
-    from workers import WORKERS, load_worker
+    from workers import ALL_WORKERS as WORKERS, load_worker
 
     if name not in WORKERS:
         console.print(f"[red]error:[/red] unknown worker {_plain(repr(name))}; one of: {', '.join(WORKERS)}", highlight=False)

@@ -1,6 +1,7 @@
 """``jetexec up``: the embedded nats-server plus every worker as a supervised child process.
 
-Prints ``ready nats://HOST:PORT`` once every worker reports that it is consuming; restarts a worker
+Prints ``ready nats://HOST:PORT`` once every worker reports that it is consuming (the venue adapters
+the venues configuration names included, e.g. ``venue-fix``); restarts a worker
 that dies (with backoff); on SIGINT/SIGTERM stops the workers (SIGTERM → drain), then the server.
 
 Metrics and probes: with ``JETEXEC_METRICS_PORT_BASE=P`` every child serves /metrics, /healthz and
@@ -60,15 +61,38 @@ def with_replicas(workers: tuple[tuple[str, int], ...], spec: str) -> tuple[tupl
     return tuple((name, counts[name]) for name, _ in workers)
 
 
+def venue_workers(env: dict[str, str]) -> tuple[tuple[str, int], ...]:
+    """The adapter workers the venues configuration (``JETEXEC_VENUES``) asks for: one
+    ``venue-fix`` for all FIX venues. It connects only when both live switches are set."""
+    from bus.venue_client import venues_from_env
+    from workers import VENUE_WORKER_OF_KIND
+
+    saved = {k: os.environ.get(k) for k in ("JETEXEC_VENUES", "JETEXEC_VENUES_FILE")}
+    try:
+        for k in saved:
+            if k in env:
+                os.environ[k] = env[k]
+        kinds = {v.kind for v in venues_from_env().venues.values()}
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return tuple((VENUE_WORKER_OF_KIND[k], 1) for k in sorted(kinds) if k in VENUE_WORKER_OF_KIND)
+
+
 class Supervisor:
     def __init__(self, url: str, data_dir: Path, workers=DEFAULT_WORKERS, env: dict[str, str] | None = None, log_dir: Path | None = None, quiet: bool = False) -> None:
         self.url = url
         self.data_dir = data_dir
-        replicas = (env or {}).get("JETEXEC_REPLICAS") or os.environ.get("JETEXEC_REPLICAS")
+        self.env = {**os.environ, **(env or {}), "JETEXEC_NATS_URL": url, "PYTHONUNBUFFERED": "1"}
+        if workers is DEFAULT_WORKERS:
+            workers = DEFAULT_WORKERS + venue_workers(self.env)
+        replicas = self.env.get("JETEXEC_REPLICAS")
         if replicas:
             workers = with_replicas(workers, replicas)
         self.children = [Child(name, i) for name, n in workers for i in range(n)]
-        self.env = {**os.environ, **(env or {}), "JETEXEC_NATS_URL": url, "PYTHONUNBUFFERED": "1"}
         self.metrics_ports: dict[str, int] = {}  # "<worker>-<replica>" → port
         self.env.pop("JETEXEC_METRICS_PORT", None)
         base = self.env.get("JETEXEC_METRICS_PORT_BASE")

@@ -47,6 +47,9 @@ class Intent(msgspec.Struct, frozen=True, kw_only=True):
     split: SplitStrategy = SplitStrategy.AUTO
     horizon_s: int | None = None
     client_key: str | None = None
+    # The venue id to route to. None in what a client sends = the configured default; the gateway
+    # stores the resolved id in the ExecutionCreated fact (after deriving the idempotency key).
+    venue: str | None = None
 
 
 class Alert(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +74,7 @@ class ChildOrder(msgspec.Struct, frozen=True, kw_only=True):
     price: Decimal | None = None
     scheduled_at: float = 0.0  # epoch seconds; 0 = immediately
     generation: int = 0  # amend generation (cancel/replace mints a new client order id)
+    venue: str = ""  # the venue id the child goes to ("" = the default venue)
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,6 +113,7 @@ class AdjustCommand(_Command, tag="AdjustCommand"):
     round: int
     children: tuple[ChildOrder, ...]  # live children to re-price, at their current price
     mode: ExecutionMode = ExecutionMode.PAPER
+    venue: str = ""  # the venue the children rest at ("" = the default venue)
 
 
 Command = PrecheckCommand | SplitCommand | SendCommand | AdjustCommand
@@ -287,6 +292,7 @@ class EscapeRequest(msgspec.Struct, frozen=True, kw_only=True):
     # Set by the coordinator, which knows them: the children live at the venue (dispatched, not
     # closed). None (an operator's request) = the escape worker looks them up itself.
     children: tuple[str, ...] | None = None
+    venue: str | None = None  # where those children are (None: the default venue)
     v: int = SCHEMA_VERSION
 
 
@@ -314,6 +320,7 @@ class ChildRecord(msgspec.Struct, kw_only=True):
     sent_at: float = 0.0
     acked_at: float = 0.0
     reason_code: ReasonCode | None = None
+    venue: str = ""
 
 
 class OutMsg(msgspec.Struct, frozen=True):
@@ -386,6 +393,7 @@ class ChildResult(msgspec.Struct, frozen=True, kw_only=True):
     filled_qty: Decimal
     avg_fill_price: Decimal | None = None
     price: Decimal | None = None
+    venue: str | None = None
 
 
 class ExecutionResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -407,3 +415,4 @@ class ExecutionResult(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
+    venue: str | None = None

@@ -1,8 +1,10 @@
-"""The venue protocol: request/reply over core NATS (``venue.api.<op>``) and execution reports on
-JetStream (``venue.report.<cid>``).
+"""The venue protocol's wire messages: request/reply over core NATS (``venue.<id>.api.<op>``, and
+``venue.api.<op>`` for the default venue) and execution reports on JetStream
+(``venue.<id>.report.<cid>``; ``venue.report.<cid>`` = the default venue).
 
 Seed 000's broker protocol, completed: ``send_order → OrderAck``, ``modify_order → ModifyAck``,
-``cancel_order → CancelAck``, plus query by client order id.
+``cancel_order → CancelAck``, plus query by client order id. Which ops a venue must serve, which
+are optional and what replaces a missing one: :mod:`core.venue_protocol`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from decimal import Decimal
 
 import msgspec
 
-from schemas.enums import ErrorClass, OrderState, OrderType, ReasonCode, Side
+from schemas.enums import ErrorClass, ExecutionMode, OrderState, OrderType, ReasonCode, Side
 from schemas.messages import SCHEMA_VERSION
 
 
@@ -24,6 +26,8 @@ class NewOrder(msgspec.Struct, frozen=True, kw_only=True):
     order_type: OrderType
     price: Decimal | None = None
     v: int = SCHEMA_VERSION
+    # The execution's mode: a live venue refuses anything but LIVE (None = not stated = refused there).
+    mode: ExecutionMode | None = None
 
 
 class ModifyOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,3 +106,73 @@ class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
     ts: float = 0.0
     reason: str = ""
     v: int = SCHEMA_VERSION
+    venue: str = ""  # the venue id that reported it ("" = the default venue)
+
+
+# ---- reference and market data requests (all optional fields: ``{}`` is a valid request) ----------
+
+
+class SymbolRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """``quote``: one symbol's current quote."""
+
+    symbol: str = ""
+
+
+class ProfileRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """``profile``: the intraday volume share per bucket (reply: ``list[Decimal]`` summing to 1)."""
+
+    symbol: str = ""
+    buckets: int = 10
+
+
+class FillsRequest(msgspec.Struct, frozen=True, kw_only=True):
+    client_order_id: str = ""
+
+
+class TapeRequest(msgspec.Struct, frozen=True, kw_only=True):
+    symbol: str = ""
+    t0: float = 0.0
+    t1: float = 0.0
+
+
+class FillRow(msgspec.Struct, frozen=True, kw_only=True):
+    trade_id: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal = Decimal(0)
+    ts: float = 0.0
+    cum_qty: Decimal = Decimal(0)
+
+
+class FillsReply(msgspec.Struct, frozen=True, kw_only=True):
+    """``fills``: every fill the venue made for one order (reconciliation back-fills from it)."""
+
+    found: bool
+    client_order_id: str
+    fills: list[FillRow] = []
+    cid: str = ""
+    state: OrderState | None = None
+    qty: Decimal = Decimal(0)
+    filled_qty: Decimal = Decimal(0)
+    fill_count: int = 0
+
+
+class TapeReply(msgspec.Struct, frozen=True, kw_only=True):
+    """``tape``: the market's prints in a window (TCA's interval VWAP and participation)."""
+
+    symbol: str
+    t0: float
+    t1: float
+    vwap: Decimal | None = None
+    volume: Decimal = Decimal(0)
+    prints: int = 0
+    tape_from: float | None = None
+    points: list[tuple[float, Decimal, Decimal]] = []
+
+
+class VenueError(msgspec.Struct, frozen=True, kw_only=True):
+    """What a venue answers instead of a reply it cannot give: ``{"error": CODE, "detail": ...}``.
+    ``UNKNOWN_OP`` means the venue does not serve the op (the caller takes the op's fallback)."""
+
+    error: str
+    detail: str = ""

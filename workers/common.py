@@ -1,23 +1,23 @@
-"""Adapters shared by several workers: the venue client, market data cache, safety/halt watches."""
+"""Adapters shared by several workers: the venue client (``bus/venue_client.py``, re-exported), the
+venues configuration, market data cache, safety/halt watches."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from decimal import Decimal
 
 from nats.aio.client import Client
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
-from opentelemetry.trace import Status, StatusCode
-
-from bus import metrics, tracing
-from bus.runtime import Delivery, Poison, tracing_on
-from bus.topology import KV_SAFETY, subject_template, venue_api
+from bus.runtime import Delivery, Poison
+from bus.topology import KV_SAFETY, subject_template
+from bus.venue_client import OpUnavailable, VenueClient, VenueOpError, VenueUnavailable, venues_from_env  # noqa: F401 - the one venue client
 from core.symbols import SymbolSpec
-from schemas.codec import decode, decode_command, encode
+from core.venue_protocol import route_refusal
+from schemas.codec import decode, decode_command
 from schemas.enums import ExecutionMode, ReasonCode, SafetyState
 from schemas.venue import SymbolInfo
 
@@ -34,58 +34,6 @@ def command_of(d: Delivery, kind: type):
     if cmd.cid != d.cid:
         raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"command cid {cmd.cid!r} does not match its subject")
     return cmd
-
-
-class VenueUnavailable(Exception):
-    """No answer from the venue: the outcome of the request is unknown."""
-
-
-class VenueClient:
-    """Request/reply client for the venue protocol (``venue.api.<op>``).
-
-    ``call`` is one CLIENT span ``venue.api.<op>`` (when tracing is on) whose ``traceparent`` rides in
-    the request headers — the venue's reports for that order continue the execution's trace — and
-    one ``jetexec_venue_call_seconds{op, outcome}`` observation (accepted / rejected / ok / unavailable).
-    """
-
-    def __init__(self, nc: Client, timeout: float = 2.0) -> None:
-        self.nc = nc
-        self.timeout = timeout
-
-    async def call(self, op: str, request: object, reply_type: type, timeout: float | None = None):
-        subject = venue_api(op)
-        if not tracing_on():
-            return await self._call(op, subject, request, reply_type, timeout, None)
-        headers: dict[str, str] = {}
-        with tracing.client_span(subject, headers, cid=getattr(request, "cid", None), client_order_id=getattr(request, "client_order_id", None)) as span:
-            try:
-                reply = await self._call(op, subject, request, reply_type, timeout, headers)
-            except VenueUnavailable as exc:
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                raise
-            accepted = getattr(reply, "accepted", None)
-            tracing.annotate(span, outcome=None if accepted is None else ("accepted" if accepted else "rejected"), reason_code=getattr(reply, "reason_code", None))
-            return reply
-
-    async def _call(self, op: str, subject: str, request: object, reply_type: type, timeout: float | None, headers: dict[str, str] | None):
-        started = time.perf_counter()
-        try:
-            msg = await self.nc.request(subject, encode(request), timeout=timeout or self.timeout, headers=headers)
-        except (NatsTimeout, asyncio.TimeoutError, NoRespondersError) as exc:
-            metrics.VENUE_CALLS.labels(op, "unavailable").observe(time.perf_counter() - started)
-            raise VenueUnavailable(f"venue {op}: {type(exc).__name__}") from None
-        reply = decode(msg.data, reply_type)
-        accepted = getattr(reply, "accepted", None)
-        metrics.VENUE_CALLS.labels(op, "ok" if accepted is None else ("accepted" if accepted else "rejected")).observe(time.perf_counter() - started)
-        return reply
-
-    async def symbols(self) -> list[SymbolInfo]:
-        msg = await self.nc.request(venue_api("symbols"), b"{}", timeout=self.timeout)
-        return decode(msg.data, list[SymbolInfo])
-
-    async def specs(self) -> dict[str, SymbolSpec]:
-        msg = await self.nc.request(venue_api("specs"), b"{}", timeout=self.timeout)
-        return {s.symbol: s for s in decode(msg.data, list[SymbolSpec])}
 
 
 class MarketData:
@@ -190,6 +138,18 @@ class SafetyView:
 
 def now() -> float:
     return time.time()
+
+
+def live_switches() -> tuple[bool, bool]:
+    """LIVE needs both: the config flag (``JETEXEC_LIVE_CONFIG_FLAG=1``, set by ``up --mode live``)
+    and the operator's environment variable ``JETEXEC_LIVE_ENABLED=yes``."""
+    return (os.environ.get("JETEXEC_LIVE_CONFIG_FLAG") == "1", os.environ.get("JETEXEC_LIVE_ENABLED") == "yes")
+
+
+def route_refusal_for(venues, mode, venue: str | None) -> str | None:
+    """:func:`core.venue_protocol.route_refusal` with this process's venues config and switches."""
+    vid = venues.resolve(venue or None)
+    return route_refusal(mode, vid, venues.is_live(vid), live_switches(), venues.is_live(venues.default))
 
 
 def spec_from_info(info: SymbolInfo) -> SymbolSpec:

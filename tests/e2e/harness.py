@@ -16,7 +16,8 @@ PY = sys.executable
 
 
 class Up:
-    def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        self.args = args
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.tmp = tmp
@@ -25,7 +26,7 @@ class Up:
 
     def __enter__(self) -> "Up":
         self.proc = subprocess.Popen(
-            [PY, "-m", "jetexec.cli", "up", "--data-dir", str(self.tmp / "data"), "--port", str(self.port)],
+            [PY, "-m", "jetexec.cli", "up", "--data-dir", str(self.tmp / "data"), "--port", str(self.port), *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
         )
         deadline = time.monotonic() + 90

@@ -219,7 +219,9 @@ def test_venue_disconnect_then_recovery(system):
 
 
 def test_halt_cancels_everything_and_refuses_intake_until_resume(system):
-    (receipt,) = system.submit_nowait([intent(qty=20, order_type="LIMIT", price="99.50", strategy_id="halt")])
+    # A TWAP over ten minutes: its first slice rests, the rest wait for their time, and MONITORING's
+    # clock starts after the last slice — so only the halt can end it, however slow this machine is.
+    (receipt,) = system.submit_nowait([intent(qty=20, order_type="LIMIT", price="99.50", strategy_id="halt", split="TWAP", horizon_s=600)])
     cid = receipt["correlation_id"]
     wait_for_sync(lambda: system.status(cid)["children"] and system.status(cid)["children"][0]["state"] == "ACKNOWLEDGED", what="resting")
     assert system.cli("halt").returncode == 0

@@ -58,7 +58,7 @@ from hypothesis import strategies as st
 
 from bus.server import EmbeddedServer, free_port
 from bus.topology import CONSUMERS, COORDINATOR_CONSUMERS
-from core import venue as venue_model
+from core import paper_venue as venue_model
 from core.intake import IntentError, parse_intent
 from core.symbols import DEFAULT_SYMBOLS
 from schemas.codec import DecodeError, decode, decode_command, decode_escape, decode_fact

@@ -4,7 +4,6 @@ and the CLI contract. Never a mocked bus; conditions are polled with deadlines."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -205,7 +204,7 @@ async def test_invariant_breach_is_an_audit_alert_and_operator_actions_are_audit
             ChildFill(cid="xb", client_order_id=c0, trade_id=f"{c0}-T1", qty=D(3), price=D("101"), fee=D(0)),
         ]
         for f in facts:
-            await js.publish(f"exec.evt.xb", encode(f))
+            await js.publish("exec.evt.xb", encode(f))
 
         async def breach():
             return [e for e in await query.audit_entries(nc, "xb") if e.code == "LEDGER_INVARIANT_BREACH"]

@@ -2,8 +2,9 @@
 
 Consumes:  ``exec.cmd.adjust.<cid>`` AdjustCommand (durable consumer ``adjust``).
 Publishes: ``exec.evt.<cid>`` AdjustDone (PRICE_IMPROVE with the replaced children, WAIT, or ESCAPE).
-Calls:     ``venue.api.modify`` (modify_order → ModifyAck) per re-priced child, after checking the
-           HALT fence; a venue without modify would get cancel/replace under a new generation id.
+Calls:     ``modify`` (modify_order → ModifyAck) at the execution's venue per re-priced child, after
+           checking the HALT fence. The child keeps its client order id; a venue that amends by
+           cancel/replace (FIX) maps it to a new ClOrdID per generation itself.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from schemas.codec import encode
 from schemas.enums import ReasonCode
 from schemas.messages import AdjustCommand, AdjustDone, ChildReplaced
 from schemas.venue import ModifyAck, ModifyOrder
-from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable, command_of
+from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable, command_of, venues_from_env
 
 
 class AdjustWorker(WorkerApp):
@@ -32,7 +33,7 @@ class AdjustWorker(WorkerApp):
         await self.safety.start(self.js)
         self.market = MarketData()
         await self.market.start(self.nc)
-        self.venue = VenueClient(self.nc)
+        self.venue = VenueClient(self.nc, default_venue=venues_from_env().default)
         self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_ADJUST_CONFIG", "{}")), AdjustConfig, strict=False)
         self.specs: dict = {}
 
@@ -41,16 +42,17 @@ class AdjustWorker(WorkerApp):
 
     async def handle(self, d: Delivery) -> list[Out]:
         cmd: AdjustCommand = command_of(d, AdjustCommand)
-        if cmd.symbol not in self.specs:
+        venue = self.venue.at(cmd.venue)
+        if (venue.venue, cmd.symbol) not in self.specs:
             try:
-                self.specs = await self.venue.specs()
+                self.specs.update({(venue.venue, s): spec for s, spec in (await venue.specs()).items()})
             except Exception:
                 raise Retry("venue reference data unavailable") from None
         quote = self.market.quotes.get(cmd.symbol)
         if quote is None:
             raise Retry("no quote yet", delay=0.5)
         now = time.time()
-        decision = decide_adjust(cmd.side, cmd.children, cmd.arrival_price or quote.reference_price, quote.bid, quote.ask, self.specs[cmd.symbol].tick_size, cmd.round, self.config, now=now)
+        decision = decide_adjust(cmd.side, cmd.children, cmd.arrival_price or quote.reference_price, quote.bid, quote.ask, self.specs[(venue.venue, cmd.symbol)].tick_size, cmd.round, self.config, now=now)
         replaced: list[ChildReplaced] = []
         action = decision.action
         if action is AdjustAction.PRICE_IMPROVE:
@@ -63,7 +65,7 @@ class AdjustWorker(WorkerApp):
                     break
                 await d.in_progress()  # one venue round trip per child: keep the delivery ours
                 try:
-                    ack = await self.venue.call("modify", ModifyOrder(client_order_id=child.client_order_id, new_price=new_price), ModifyAck)
+                    ack = await venue.call("modify", ModifyOrder(client_order_id=child.client_order_id, new_price=new_price), ModifyAck)
                 except VenueUnavailable:
                     raise Retry("venue unreachable during modify") from None
                 if ack.accepted:

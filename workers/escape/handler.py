@@ -7,8 +7,8 @@ Publishes: ``exec.evt.<cid>`` EscapeStarted, then EscapeDone (cancelled / failed
 Writes:    KV ``SAFETY``: the HALT fence ``halt.<cid>`` / ``halt.ALL`` *before* any cancel (send
            and adjust check it before every venue call, so stale queued commands die at the front
            of their queue), and ``state`` for a halt (LOCKDOWN) or lane overflow (FAIL).
-Calls:     the venue directly (``venue.api.cancel`` → CancelAck; ``venue.api.new`` for the
-           flatten order) — it does not wait for the send worker or the coordinator.
+Calls:     the execution's venue directly (``cancel`` → CancelAck; ``new`` for the flatten order)
+           — it does not wait for the send worker or the coordinator.
 Tracing:   an operator's request has its own trace; each execution's escape is an ``escape`` span
            inside the *execution's* trace (``ExecutionRecord.trace_parent``) with a link to the
            request's span, and the venue cancels and EscapeStarted/EscapeDone are its children.
@@ -34,7 +34,7 @@ from schemas.codec import decode, decode_escape, encode, is_id
 from schemas.enums import AlertCode, OrderType, ReasonCode, SafetyState
 from schemas.messages import Checkpoint, EscapeDone, EscapeStarted, ExecutionRecord
 from schemas.venue import CancelAck, CancelOrder, NewOrder, OrderAck
-from workers.common import VenueClient, VenueUnavailable
+from workers.common import VenueClient, VenueUnavailable, venues_from_env
 
 CTL_WAIT_S = 0.05  # how long the owner may take to answer a record look-up before the snapshot is used
 LIVE_WAIT_S = 0.5  # escape-all: how long every partition's owner may take to list its live executions
@@ -50,7 +50,7 @@ class EscapeWorker(WorkerApp):
         self.safety_kv = await self.js.key_value(KV_SAFETY)
         self.executions = await self.js.key_value(KV_EXECUTIONS)
         self.coord_kv = await self.js.key_value(KV_COORD)
-        self.venue = VenueClient(self.nc, timeout=2.0)
+        self.venue = VenueClient(self.nc, timeout=2.0, default_venue=venues_from_env().default)
         self.overflowing = False
         self.background.append(asyncio.create_task(self._watch_lane()))
 
@@ -92,7 +92,7 @@ class EscapeWorker(WorkerApp):
             # The coordinator named the live children: no look-up at all.
             await fence
             with tracing.execution_span("escape", d.headers.get("traceparent"), cid=target, reason=reason):
-                return await self._escape_children(target, req.children, reason, None, d.stream_seq)
+                return await self._escape_children(target, req.children, reason, None, d.stream_seq, req.venue)
         _, record = await asyncio.gather(fence, self._record(target))
         return await self._escape_record(record, reason, req.flatten, d.stream_seq)
 
@@ -152,7 +152,7 @@ class EscapeWorker(WorkerApp):
         cid = record.cid
         with tracing.execution_span("escape", record.trace_parent, cid=cid, reason=reason, state=record.state, symbol=record.intent.symbol if record.intent else None):
             live = tuple(c.client_order_id for c in record.children if c.dispatched and c.state not in ORDER_TERMINAL)
-            outs = await self._escape_children(cid, live, reason, record if flatten else None, seq)
+            outs = await self._escape_children(cid, live, reason, record if flatten else None, seq, record.intent.venue if record.intent else None)
             # EscapeStarted/EscapeDone are published after this returns: carry the escape span's
             # context (or, untraced here, the execution's own) so they stay in the execution's trace.
             traceparent = tracing.current_traceparent({"traceparent": record.trace_parent})
@@ -160,12 +160,13 @@ class EscapeWorker(WorkerApp):
             outs = [Out(o.subject, o.data, o.msg_id, {"traceparent": traceparent}) for o in outs]
         return outs
 
-    async def _escape_children(self, cid: str, live: tuple[str, ...], reason: str, flatten_from: ExecutionRecord | None, seq: int) -> list[Out]:
+    async def _escape_children(self, cid: str, live: tuple[str, ...], reason: str, flatten_from: ExecutionRecord | None, seq: int, venue_id: str | None = None) -> list[Out]:
         now = time.time()
         subject = evt_subject(cid)
         started = Out(subject, encode(EscapeStarted(cid=cid, reason=reason, fence=cid, ts=now)), f"{cid}.escape.{seq}.started")
         # Every cancel at once: the slowest child, not the sum of them, bounds the escape.
-        acks = await asyncio.gather(*(self._cancel(coid) for coid in live))
+        venue = self.venue.at(venue_id)
+        acks = await asyncio.gather(*(self._cancel(venue, coid) for coid in live))
         cancelled, failed = [], []
         for coid, ack in zip(live, acks):
             if ack is None:
@@ -184,9 +185,9 @@ class EscapeWorker(WorkerApp):
         # Published in this order, pipelined, before the request is acked.
         return [started, Out(subject, encode(done), f"{cid}.escape.{seq}.done")]
 
-    async def _cancel(self, coid: str) -> CancelAck | None:
+    async def _cancel(self, venue: VenueClient, coid: str) -> CancelAck | None:
         try:
-            return await self.venue.call("cancel", CancelOrder(client_order_id=coid), CancelAck)
+            return await venue.call("cancel", CancelOrder(client_order_id=coid), CancelAck)
         except VenueUnavailable:
             return None
 
@@ -196,9 +197,9 @@ class EscapeWorker(WorkerApp):
         if filled <= 0 or record.intent is None:
             return None
         coid = flatten_order_id(record.idempotency_key)
-        order = NewOrder(client_order_id=coid, cid=record.cid, symbol=record.intent.symbol, side=record.intent.side.opposite, qty=filled, order_type=OrderType.MARKET)
+        order = NewOrder(client_order_id=coid, cid=record.cid, symbol=record.intent.symbol, side=record.intent.side.opposite, qty=filled, order_type=OrderType.MARKET, mode=record.mode)
         try:
-            ack = await self.venue.call("new", order, OrderAck)
+            ack = await self.venue.at(record.intent.venue).call("new", order, OrderAck)
         except VenueUnavailable:
             return None
         return coid if ack.accepted or ack.reason_code is ReasonCode.DUPLICATE_CLIENT_ORDER_ID else None

@@ -34,7 +34,7 @@ from core.intake import IntentError, intent_identity, parse_intent
 from schemas.codec import encode
 from schemas.enums import AlertCode, ExecutionMode, ExecutionState, ReasonCode
 from schemas.messages import ExecutionCreated, IntentRejected
-from workers.common import MarketData, SafetyView, VenueClient, now
+from workers.common import MarketData, SafetyView, VenueClient, now, venues_from_env
 
 log = logging.getLogger("jetexec.gateway")
 
@@ -59,7 +59,12 @@ class GatewayWorker(WorkerApp):
         self.safety = SafetyView()
         await self.safety.start(self.js)
         self.known_symbols: set[str] | None = None
+        self.venues = venues_from_env()
+        self.venue_symbols: dict[str, set[str]] = {}  # named venue → what it trades (when known)
         self.background.append(asyncio.create_task(self._refresh_symbols()))
+        for vid in self.venues.venues:
+            if vid != self.venues.default:
+                self.background.append(asyncio.create_task(self._refresh_venue_symbols(vid)))
         self.default_mode = ExecutionMode(os.environ.get("JETEXEC_MODE", "PAPER").upper())
         self.slots = asyncio.Semaphore(512)
         self.inflight: set[asyncio.Task] = set()
@@ -73,6 +78,17 @@ class GatewayWorker(WorkerApp):
                 await asyncio.sleep(30)
             except Exception:
                 await asyncio.sleep(0.5)
+
+    async def _refresh_venue_symbols(self, venue: str) -> None:
+        while True:
+            try:
+                self.venue_symbols[venue] = set((await self.venue.at(venue).specs()).keys())
+                await asyncio.sleep(30)
+            except Exception:
+                await asyncio.sleep(0.5)
+
+    def _symbols_at(self, venue: str) -> set[str] | None:
+        return self.known_symbols if venue == self.venues.default else self.venue_symbols.get(venue)
 
     async def _on_request(self, msg) -> None:
         # nats-py runs one subscription's callbacks one at a time: hand each request to its own
@@ -130,7 +146,7 @@ class GatewayWorker(WorkerApp):
     async def intake(self, raw: bytes) -> IntakeReceipt:
         publisher = self.publisher
         try:
-            intent = parse_intent(raw, self.known_symbols)
+            intent = parse_intent(raw, self.known_symbols, venues=self.venues.venues.keys(), symbols_at=self._symbols_at)
         except IntentError as err:
             key, cid = rejection_id(raw)
             alerts = (alert(AlertCode.FS091, "INTAKE", err.detail, now()),) if err.reason_code is ReasonCode.VALIDATION_INVALID_SYMBOL else ()
@@ -139,6 +155,7 @@ class GatewayWorker(WorkerApp):
             await self._store_first(publisher, cid, encode(fact), f"{cid}.rejected")
             return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=err.reason_code, detail=err.detail, alerts=[a.code for a in alerts])
         key, cid = intent_identity(intent)
+        intent = msgspec.structs.replace(intent, venue=self.venues.resolve(intent.venue))  # after the key: the default is no part of it
         mode = self.safety.mode or self.default_mode
         fact = ExecutionCreated(cid=cid, idempotency_key=key, intent=intent, mode=mode, arrival_price=self.market.mid(intent.symbol), ts=now())
         tracing.annotate(cid=cid, symbol=intent.symbol, side=intent.side, state=ExecutionState.INIT, strategy_id=intent.strategy_id, mode=mode)

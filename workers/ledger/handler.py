@@ -430,7 +430,7 @@ class LedgerWorker(WorkerApp):
         t0 = st.created_ts - CAPTURE_PAD_S
         t1 = end + CAPTURE_PAD_S
         try:
-            tape = await venue_ops.tape(self.nc, st.symbol, st.created_ts, end)
+            tape = await venue_ops.tape(self.nc, st.symbol, st.created_ts, end, venue=st.venue or None)
         except venue_ops.OpUnavailable:
             tape = None
         doc = mkt.capture(self.market, st.symbol, t0, t1, tape)

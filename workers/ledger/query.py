@@ -96,6 +96,7 @@ def order_json(o: OrderLedgerEntry, history: bool = False) -> dict[str, Any]:
         "created_at": o.created_at,
         "updated_at": o.updated_at,
         "reason": o.reason,
+        "venue": o.venue or None,
     }
     if history:
         row["history"] = [[h.ts, h.state.value, h.event, h.detail] for h in o.history]

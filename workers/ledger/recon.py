@@ -34,6 +34,7 @@ from core import audit, recon
 from core.ledger import OrderLedgerEntry
 from schemas.codec import encode
 from schemas.messages import ChildClosed, ChildFill
+from bus.venue_client import venues_from_env
 from workers.ledger import query, store, venue_ops
 from workers.ledger.state import CidState
 
@@ -59,20 +60,22 @@ class Reconciler:
         self.publish = publish
         self.cids = cids
         self.fills_op: bool | None = None  # unknown until the first call
+        self.default_venue = venues_from_env().default
 
     # ---- gathering -----------------------------------------------------------------------------
     async def _states(self, cids: list[str] | None) -> dict[str, CidState]:
         return await query.states(self.nc, cids)
 
     async def _venue_order(self, o: OrderLedgerEntry) -> recon.VenueOrder | None:
+        venue = o.venue or None  # each order is reconciled with the venue it went to
         try:
-            status = await venue_ops.query(self.nc, o.client_order_id)
+            status = await venue_ops.query(self.nc, o.client_order_id, venue=venue)
         except venue_ops.OpUnavailable:
             return None
         fills = None
         if status.found and self.fills_op is not False:
             try:
-                body = await venue_ops.fills(self.nc, o.client_order_id)
+                body = await venue_ops.fills(self.nc, o.client_order_id, venue=venue)
                 self.fills_op = True
                 fills = tuple(recon.VenueFill(trade_id=f["trade_id"], qty=Decimal(f["qty"]), price=Decimal(f["price"]), fee=Decimal(f.get("fee", "0")), ts=float(f.get("ts", 0.0))) for f in body.get("fills", []))
             except venue_ops.OpUnavailable:
@@ -106,8 +109,9 @@ class Reconciler:
         ledger_open = None
         if cids is None:
             try:
-                venue_open = int((await venue_ops.stats(self.nc))["open"])
-                ledger_open = sum(1 for st in states.values() for o in st.orders.values() if o.state in recon.LEDGER_LIVE)
+                venue_open = int((await venue_ops.stats(self.nc))["open"])  # the default venue's (when it serves stats)
+                default = self.default_venue
+                ledger_open = sum(1 for st in states.values() for o in st.orders.values() if o.state in recon.LEDGER_LIVE and (o.venue or default) == default)
             except (venue_ops.OpUnavailable, KeyError, ValueError):
                 pass
         result = recon.reconcile(candidates, views, venue_open=venue_open, ledger_open_total=ledger_open, estimates=estimates)

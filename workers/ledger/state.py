@@ -139,6 +139,7 @@ class CidState(msgspec.Struct, kw_only=True):
     intent_qty: Decimal | None = None
     arrival_price: Decimal | None = None
     created_ts: float = 0.0
+    venue: str = ""  # the venue id the gateway resolved for the execution
     orders: dict[str, OrderLedgerEntry] = {}
     fills: list[FillRec] = []
     reprices: list[Reprice] = []
@@ -198,7 +199,7 @@ class _Ctx:
             return st.orders[coid]
         if st.symbol is None or qty <= 0:
             return None
-        entry = new_order(coid, st.cid, st.symbol, side, qty, self.now, strategy_id=st.strategy_id or "", price=price if price and price > 0 else None)
+        entry = new_order(coid, st.cid, st.symbol, side, qty, self.now, strategy_id=st.strategy_id or "", price=price if price and price > 0 else None, venue=st.venue)
         if reason:
             entry = msgspec.structs.replace(entry, reason=reason)
         st.orders[coid] = entry
@@ -333,6 +334,7 @@ def _on_created(ctx: _Ctx, fact: ExecutionCreated) -> None:
     st.symbol, st.side, st.strategy_id = intent.symbol, intent.side, intent.strategy_id
     st.order_type, st.intent_qty = intent.order_type, intent.qty
     st.arrival_price = fact.arrival_price
+    st.venue = intent.venue or ""
     st.created_ts = ctx.now
     return None
 

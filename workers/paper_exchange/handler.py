@@ -1,6 +1,11 @@
-"""Paper exchange — a real simulated venue, seeded and deterministic (matching model: core.venue).
+"""Paper exchange — a real simulated venue, seeded and deterministic (matching model: core.paper_venue).
 
-Serves (core NATS request/reply, the venue protocol):
+Venue id: the configured venue of kind ``paper`` (``JETEXEC_VENUES``; ``paper`` by default). As the
+default venue it answers ``venue.api.<op>`` and ``venue.<id>.api.<op>`` and reports on
+``venue.report.<cid>``; otherwise only ``venue.<id>.api.<op>``, reporting on ``venue.<id>.report.<cid>``.
+Every report carries the id (``ExecutionReport.venue``).
+
+Serves (core NATS request/reply, the venue protocol, ``core/venue_protocol.py``):
   ``venue.api.new``     NewOrder    → OrderAck        ``venue.api.modify`` ModifyOrder → ModifyAck
   ``venue.api.cancel``  CancelOrder → CancelAck       ``venue.api.query``  QueryOrder  → OrderStatus
   ``venue.api.specs`` / ``symbols`` / ``quote`` / ``profile`` (reference and market data),
@@ -33,13 +38,13 @@ from nats.js.errors import KeyNotFoundError
 from bus import tracing
 from bus.runtime import Out, WorkerApp, tracing_on
 from bus.topology import KV_VENUE, report_subject, venue_api
-from core import venue as model
+from core import paper_venue as model
 from core.symbols import DEFAULT_SYMBOLS
 from schemas.codec import DecodeError, decode, encode
 from schemas.enums import ErrorClass, OrderState, ReasonCode
 from schemas.venue import CancelAck, CancelOrder, ExecutionReport, ModifyOrder, NewOrder, OrderAck, QueryOrder
-from workers.common import MD_SUBJECT
-from workers.ledger.venue_ops import FillIndex, tape_reply
+from workers.common import MD_SUBJECT, venues_from_env
+from workers.paper_exchange.replies import FillIndex, tape_reply
 
 log = logging.getLogger("jetexec.paper")
 
@@ -77,6 +82,9 @@ class PaperExchangeWorker(WorkerApp):
 
     async def setup(self) -> None:
         self.config = venue_config_from_env()
+        venues = venues_from_env()
+        self.venue_id = venues.paper_id or venues.default
+        self.is_default = self.venue_id == venues.default
         self.kv = await self.js.key_value(KV_VENUE)
         self.lock = asyncio.Lock()
         self.fill_index = FillIndex()  # every fill reported, by client order id (venue.api.fills)
@@ -106,7 +114,9 @@ class PaperExchangeWorker(WorkerApp):
         # ONE subscription for the whole venue API, so requests are taken in the order they arrived:
         # a query never overtakes the NewOrder it asks about (two subscriptions' callbacks race).
         self.handlers = handlers
-        await self.nc.subscribe(f"{venue_api('*')}", queue="paper-exchange", cb=self._dispatch, pending_msgs_limit=100_000)
+        await self.nc.subscribe(venue_api("*", self.venue_id), queue="paper-exchange", cb=self._dispatch, pending_msgs_limit=100_000)
+        if self.is_default:  # the original subjects stay the default venue's
+            await self.nc.subscribe(venue_api("*"), queue="paper-exchange", cb=self._dispatch, pending_msgs_limit=100_000)
         self.background.append(asyncio.create_task(self._ticker()))
         self.background.append(asyncio.create_task(self._flusher()))
 
@@ -155,7 +165,8 @@ class PaperExchangeWorker(WorkerApp):
 
     # ---- reports -----------------------------------------------------------------------------
     def _outs(self, reports: list[ExecutionReport]) -> list[Out]:
-        return [Out(report_subject(r.cid), encode(r), f"rpt.{r.trade_id}" if r.kind == "FILL" else f"rpt.{r.client_order_id}.{r.kind}", self._trace_headers(r.client_order_id)) for r in reports]
+        subject_venue = None if self.is_default else self.venue_id
+        return [Out(report_subject(r.cid, subject_venue), encode(msgspec.structs.replace(r, venue=self.venue_id)), f"rpt.{r.trade_id}" if r.kind == "FILL" else f"rpt.{r.client_order_id}.{r.kind}", self._trace_headers(r.client_order_id)) for r in reports]
 
     def _trace_headers(self, coid: str) -> dict[str, str] | None:
         """A report is published under the context of the request that last touched its order."""

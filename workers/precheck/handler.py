@@ -40,7 +40,7 @@ from core.symbols import SymbolSpec
 from schemas.codec import encode
 from schemas.enums import ExecutionState, ReasonCode
 from schemas.messages import PrecheckCommand, PrecheckDone
-from workers.common import MarketData, SafetyView, VenueClient, command_of
+from workers.common import MarketData, SafetyView, VenueClient, command_of, route_refusal_for, venues_from_env
 
 PAUSE_RETRY_S = 0.25
 PAUSE_MARGIN_S = 0.5  # answer before the coordinator's own PRECHECK deadline
@@ -60,9 +60,11 @@ class PrecheckWorker(WorkerApp):
         await self.safety.start(self.js)
         self.market = MarketData()
         await self.market.start(self.nc)
-        self.venue = VenueClient(self.nc)
+        self.venues = venues_from_env()
+        self.venue = VenueClient(self.nc, default_venue=self.venues.default)
         self.specs: dict[str, SymbolSpec] = {}
         self.specs_at = 0.0
+        self.venue_specs: dict[str, tuple[float, dict[str, SymbolSpec]]] = {}  # other venues
         self.ledger = await self.js.key_value(KV_LEDGER)
         self.positions: dict[str, Decimal] = {}
         self.totals: dict[str, tuple[int, int]] = {}  # daily bucket -> (trades, notional units) last seen
@@ -73,7 +75,15 @@ class PrecheckWorker(WorkerApp):
     def consumers(self):
         return [("precheck", self.handle)]
 
-    async def _spec(self, symbol: str) -> SymbolSpec | None:
+    async def _spec(self, symbol: str, venue: str | None = None) -> SymbolSpec | None:
+        if venue and venue != self.venues.default:  # a named venue trades what it says it trades
+            at, specs = self.venue_specs.get(venue, (0.0, {}))
+            if symbol not in specs or time.time() - at > 30:
+                try:
+                    self.venue_specs[venue] = (time.time(), await self.venue.at(venue).specs())
+                except Exception:
+                    pass
+            return self.venue_specs.get(venue, (0.0, {}))[1].get(symbol)
         if symbol not in self.specs or time.time() - self.specs_at > 30:
             try:
                 self.specs = await self.venue.specs()
@@ -110,14 +120,15 @@ class PrecheckWorker(WorkerApp):
             except Exception:
                 await asyncio.sleep(1.0)  # server restart: watch again
 
-    async def _position(self, symbol: str, strategy_id: str) -> Decimal:
-        return self.positions.get(pos_key(symbol, strategy_id), Decimal(0))
-
     async def handle(self, d: Delivery) -> list[Out]:
         cmd: PrecheckCommand = command_of(d, PrecheckCommand)
         now = time.time()
         intent = cmd.intent
-        spec = await self._spec(intent.symbol)
+        refusal = route_refusal_for(self.venues, cmd.mode, intent.venue)
+        if refusal is not None:  # mode × venue × the live switches (core.venue_protocol.route_refusal)
+            fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=False, reason_code=ReasonCode.POLICY_LIVE_NOT_ENABLED, detail=refusal, ts=now)
+            return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
+        spec = await self._spec(intent.symbol, intent.venue)
         bucket = daily_bucket(intent.strategy_id, now)
         trades, units = self.totals.get(bucket, (0, 0))
 

@@ -3,8 +3,11 @@
 Consumes:  ``exec.cmd.send.<cid>`` SendCommand (durable consumer ``send``).
 Publishes: ``exec.evt.<cid>`` ChildAccepted | ChildRejected; in SHADOW mode also the simulated
            fill on ``venue.report.<cid>`` (nothing is routed).
-Calls:     ``venue.api.new`` (send_order → OrderAck), ``venue.api.query`` (by client order id).
+Calls:     ``new`` (send_order → OrderAck) and ``query`` (by client order id) at the child's venue
+           (``venue.<id>.api.<op>``; the default venue on ``venue.api.<op>``), via the one venue client.
 Reads:     the HALT fence in KV ``SAFETY`` before every venue call.
+Refuses:   a child whose execution's mode may not route to its venue (a PAPER child to a live
+           venue: ``core.venue_protocol.route_refusal``) — before anything is sent.
 
 Retries (tenacity): exponential backoff with jitter and a cap, at most 3 attempts, only for
 RETRYABLE errors. An ambiguous outcome (timeout, no responders) is resolved by *querying the venue
@@ -26,8 +29,8 @@ from core.retry import RetryPolicy, tenacity_kwargs
 from schemas.codec import encode
 from schemas.enums import ErrorClass, ExecutionMode, ReasonCode
 from schemas.messages import ChildAccepted, ChildRejected, SendCommand
-from schemas.venue import ExecutionReport, NewOrder, OrderAck, OrderStatus, QueryOrder
-from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable, command_of
+from schemas.venue import ExecutionReport, NewOrder, OrderAck
+from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable, command_of, route_refusal_for, venues_from_env
 
 
 FRESH_COMMAND_S = 2.0
@@ -46,7 +49,8 @@ class SendWorker(WorkerApp):
     async def setup(self) -> None:
         self.safety = SafetyView()
         await self.safety.start(self.js)
-        self.venue = VenueClient(self.nc, timeout=2.0)
+        self.venues = venues_from_env()
+        self.venue = VenueClient(self.nc, timeout=2.0, default_venue=self.venues.default)
         self.market = MarketData()
         await self.market.start(self.nc)
         self.policy = RetryPolicy()
@@ -65,8 +69,13 @@ class SendWorker(WorkerApp):
             return [Out(subject, encode(fact), msg_id)]
         if cmd.mode is ExecutionMode.SHADOW:
             return self._shadow(cmd, subject, msg_id)
+        refusal = route_refusal_for(self.venues, cmd.mode, child.venue)
+        if refusal is not None:
+            fact = ChildRejected(cid=cmd.cid, client_order_id=child.client_order_id, reason_code=ReasonCode.POLICY_LIVE_NOT_ENABLED, error_class=ErrorClass.NON_RETRYABLE, detail=refusal, ts=time.time())
+            return [Out(subject, encode(fact), msg_id)]
 
-        order = NewOrder(client_order_id=child.client_order_id, cid=cmd.cid, symbol=child.symbol, side=child.side, qty=child.qty, order_type=child.order_type, price=child.price)
+        venue = self.venue.at(child.venue)
+        order = NewOrder(client_order_id=child.client_order_id, cid=cmd.cid, symbol=child.symbol, side=child.side, qty=child.qty, order_type=child.order_type, price=child.price, mode=cmd.mode)
         attempts = 0
         # A command that waited long may be a re-publication (a restarted coordinator re-sends its
         # recent outbox; a restarted server forgets the ids of consumed work): ask the venue first.
@@ -76,7 +85,7 @@ class SendWorker(WorkerApp):
                 with attempt:
                     attempts += 1
                     await d.in_progress()  # each attempt may take the venue timeout: not dead yet
-                    ack = await self._send_once(order, first=attempts == 1 and d.num_delivered == 1 and fresh)
+                    ack = await self._send_once(venue, order, first=attempts == 1 and d.num_delivered == 1 and fresh)
         except VenueUnavailable:
             raise Retry("venue unreachable; outcome unknown, will query before any re-send", delay=1.0) from None
         except _RetryableReject as exc:
@@ -99,26 +108,23 @@ class SendWorker(WorkerApp):
     def _retryable(exc: BaseException) -> bool:
         return isinstance(exc, (VenueUnavailable, _RetryableReject))
 
-    async def _send_once(self, order: NewOrder, first: bool) -> OrderAck:
+    async def _send_once(self, venue: VenueClient, order: NewOrder, first: bool) -> OrderAck:
         if not first:
             # The previous attempt (here, or before a crash/redelivery) may have reached the venue.
-            status = await self._query(order.client_order_id)
+            status = await venue.query(order.client_order_id)
             if status.found:
                 return OrderAck(accepted=status.state is not None and status.state.value not in ("REJECTED",), client_order_id=order.client_order_id, venue_order_id=status.venue_order_id, reject_reason="" if status.state and status.state.value != "REJECTED" else "rejected earlier")
         if self.safety.is_halted(order.cid):
             return OrderAck(accepted=False, client_order_id=order.client_order_id, reject_reason="escape fence set", reason_code=ReasonCode.HALTED, error_class=ErrorClass.NON_RETRYABLE)
-        ack = await self.venue.call("new", order, OrderAck)  # a CLIENT span + jetexec_venue_call_seconds
+        ack = await venue.call("new", order, OrderAck)  # a CLIENT span + jetexec_venue_call_seconds
         if ack.reason_code is ReasonCode.DUPLICATE_CLIENT_ORDER_ID:
             # We sent it before (an ack lost on the way back): the venue has it, so it is ours.
-            status = await self._query(order.client_order_id)
+            status = await venue.query(order.client_order_id)
             if status.found and status.state is not None and status.state.value != "REJECTED":
                 return OrderAck(accepted=True, client_order_id=order.client_order_id, venue_order_id=status.venue_order_id)
         if not ack.accepted and ack.error_class is ErrorClass.RETRYABLE:
             raise _RetryableReject(ack)
         return ack
-
-    async def _query(self, coid: str) -> OrderStatus:
-        return await self.venue.call("query", QueryOrder(client_order_id=coid), OrderStatus)
 
     def _shadow(self, cmd: SendCommand, subject: str, msg_id: str) -> list[Out]:
         """SHADOW: full pipeline, fills simulated at the venue's price, nothing routed."""
@@ -130,5 +136,5 @@ class SendWorker(WorkerApp):
         now = time.time()
         vid = f"SHADOW-{child.client_order_id}"
         ack = ChildAccepted(cid=cmd.cid, client_order_id=child.client_order_id, venue_order_id=vid, ts=now)
-        fill = ExecutionReport(kind="FILL", cid=cmd.cid, client_order_id=child.client_order_id, venue_order_id=vid, trade_id=f"{child.client_order_id}-S1", qty=child.qty, price=price, cum_qty=child.qty, ts=now)
+        fill = ExecutionReport(kind="FILL", cid=cmd.cid, client_order_id=child.client_order_id, venue_order_id=vid, trade_id=f"{child.client_order_id}-S1", qty=child.qty, price=price, cum_qty=child.qty, ts=now, venue=child.venue)
         return [Out(subject, encode(ack), msg_id), Out(report_subject(cmd.cid), encode(fill), f"rpt.{fill.trade_id}")]

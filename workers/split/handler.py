@@ -2,8 +2,8 @@
 
 Consumes:  ``exec.cmd.split.<cid>`` SplitCommand (durable consumer ``split``; scale it freely).
 Publishes: ``exec.evt.<cid>`` SplitDone with the child orders and their schedule.
-Reads:     symbol specs and the VWAP volume profile from the venue (``venue.api.specs`` /
-           ``venue.api.profile``), cached.
+Reads:     symbol specs and the VWAP volume profile from the execution's venue (``specs`` /
+           ``profile``, optional), cached per venue.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from bus.runtime import Delivery, Out, Retry, WorkerApp
 from bus.topology import evt_subject
 from core.split import SplitConfig, plan_split
 from core.symbols import SymbolSpec
-from schemas.codec import decode, encode
+from schemas.codec import encode
 from schemas.enums import ReasonCode, SplitStrategy
 from schemas.messages import SplitCommand, SplitDone
-from workers.common import VenueClient, command_of
+from workers.common import OpUnavailable, VenueClient, command_of, venues_from_env
 
 PROFILE_BUCKETS = 10
 
@@ -31,43 +31,45 @@ class SplitWorker(WorkerApp):
     name = "split"
 
     async def setup(self) -> None:
-        self.venue = VenueClient(self.nc)
-        self.specs: dict[str, SymbolSpec] = {}
-        self.profiles: dict[str, tuple[Decimal, ...]] = {}
+        self.venue = VenueClient(self.nc, default_venue=venues_from_env().default)
+        self.specs: dict[tuple[str, str], SymbolSpec] = {}  # (venue, symbol)
+        self.profiles: dict[tuple[str, str], tuple[Decimal, ...]] = {}
         self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_SPLIT_CONFIG", "{}")), SplitConfig, strict=False)
         self.profile_file = os.environ.get("JETEXEC_VOLUME_PROFILE_FILE")
 
     def consumers(self):
         return [("split", self.handle)]
 
-    async def _profile(self, symbol: str) -> tuple[Decimal, ...] | None:
-        """A profile file (``{"SYMBOL": [w, ...]}``) wins; else the venue's; else the U-shaped default."""
+    async def _profile(self, venue: VenueClient, symbol: str) -> tuple[Decimal, ...] | None:
+        """A profile file (``{"SYMBOL": [w, ...]}``) wins; else the venue's (``profile`` is optional);
+        else the U-shaped default."""
         if self.profile_file:
             with open(self.profile_file) as f:
                 data = json.load(f)
             if symbol in data:
                 return tuple(Decimal(str(w)) for w in data[symbol])
-        if symbol not in self.profiles:
+        key = (venue.venue, symbol)
+        if key not in self.profiles:
             try:
-                msg = await self.nc.request("venue.api.profile", json.dumps({"symbol": symbol, "buckets": PROFILE_BUCKETS}).encode(), timeout=2)
-                self.profiles[symbol] = tuple(decode(msg.data, list[Decimal]))
-            except Exception:
+                self.profiles[key] = tuple(await venue.profile(symbol, PROFILE_BUCKETS))
+            except (OpUnavailable, Exception):
                 return None
-        return self.profiles[symbol]
+        return self.profiles[key]
 
     async def handle(self, d: Delivery) -> list[Out]:
         cmd: SplitCommand = command_of(d, SplitCommand)
-        if cmd.intent.symbol not in self.specs:
+        venue = self.venue.at(cmd.intent.venue)
+        if (venue.venue, cmd.intent.symbol) not in self.specs:
             try:
-                self.specs = await self.venue.specs()
+                self.specs.update({(venue.venue, s): spec for s, spec in (await venue.specs()).items()})
             except Exception:
                 raise Retry("venue reference data unavailable", delay=0.5) from None
-        spec = self.specs.get(cmd.intent.symbol)
+        spec = self.specs.get((venue.venue, cmd.intent.symbol))
         now = time.time()
         if spec is None:
             fact = SplitDone(cid=cmd.cid, step=cmd.step, strategy=SplitStrategy.SINGLE, children=(), reason_code=ReasonCode.VALIDATION_INVALID_SYMBOL, detail=f"unknown symbol {cmd.intent.symbol}", ts=now)
         else:
-            profile = await self._profile(spec.symbol) if cmd.intent.split in (SplitStrategy.VWAP,) else None
+            profile = await self._profile(venue, spec.symbol) if cmd.intent.split in (SplitStrategy.VWAP,) else None
             plan = plan_split(cmd.intent, cmd.qty, cmd.idempotency_key, spec, self.config, cmd.issued_at or now, profile)
             detail = "" if plan.children else f"quantity {cmd.qty} is less than one lot ({spec.lot_size})"
             fact = SplitDone(cid=cmd.cid, step=cmd.step, strategy=plan.strategy, children=plan.children, alerts=plan.alerts, reason_code=None if plan.children else ReasonCode.SPLIT_EMPTY, detail=detail, ts=now)

@@ -1,4 +1,5 @@
-"""The paper exchange: a pure, seeded, deterministic matching model.
+"""The paper exchange's matching model: pure, seeded, deterministic. It models the paper venue only;
+real venues are adapters that speak the same venue protocol.
 
 No I/O, no wall clock, no global random. Time is always passed in (``now``, seconds, normally epoch
 seconds); every random draw comes from a :class:`random.Random` seeded from ``sha256`` of its

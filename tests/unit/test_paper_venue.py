@@ -1,4 +1,4 @@
-"""The paper venue's pure matching model (core.venue): determinism, validation, book walking, the
+"""The paper venue's pure matching model (core.paper_venue): determinism, validation, book walking, the
 queue model, modify/cancel, faults, persistence and the market data used for TCA/VWAP."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.symbols import Session, SymbolSpec
-from core.venue import (
+from core.paper_venue import (
     FEE_QUANTUM,
     IOC_REASON,
     VenueConfig,

@@ -1,0 +1,72 @@
+"""The paper exchange's answers to ``venue.api.fills`` and ``venue.api.tape`` (wire format: the
+ledger's client side, ``workers/ledger/venue_ops.py``)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from schemas.venue import ExecutionReport
+
+TAPE_POINTS_MAX = 2000
+
+
+class FillIndex:
+    """Every FILL report the venue emitted, by client order id (feed it the reports the paper
+    exchange publishes; persist ``to_json(coid)`` under ``f.<coid>`` if fills must survive a venue
+    restart)."""
+
+    def __init__(self) -> None:
+        self.by_order: dict[str, list[dict[str, Any]]] = {}
+
+    def add(self, reports: list[ExecutionReport]) -> None:
+        for r in reports:
+            if r.kind != "FILL":
+                continue
+            rows = self.by_order.setdefault(r.client_order_id, [])
+            if any(x["trade_id"] == r.trade_id for x in rows):
+                continue
+            rows.append({"trade_id": r.trade_id, "qty": str(r.qty), "price": str(r.price), "fee": str(r.fee), "ts": r.ts, "cum_qty": str(r.cum_qty)})
+
+    def reply(self, order: Any | None, client_order_id: str) -> bytes:
+        """The ``venue.api.fills`` answer; ``order`` is the venue's RestingOrder (or None)."""
+        rows = self.by_order.get(client_order_id, [])
+        if order is None:
+            return json.dumps({"found": False, "client_order_id": client_order_id, "fills": rows}).encode()
+        return json.dumps(
+            {
+                "found": True,
+                "client_order_id": client_order_id,
+                "cid": order.cid,
+                "state": order.state.value,
+                "qty": str(order.qty),
+                "filled_qty": str(order.filled_qty),
+                "fill_count": order.fill_count,
+                "fills": rows,
+            }
+        ).encode()
+
+
+def tape_reply(state: Any, symbol: str, t0: float, t1: float) -> bytes:
+    """The ``venue.api.tape`` answer from a ``core.paper_venue.VenueState``."""
+    from core.paper_venue import interval_vwap
+
+    prints = [p for p in state.tape if p.symbol == symbol]
+    inside = [p for p in prints if t0 <= p.ts <= t1]
+    volume = sum((p.qty for p in inside), Decimal(0))
+    vwap = interval_vwap(state, symbol, t0, t1)
+    step = max(1, -(-len(inside) // TAPE_POINTS_MAX))
+    points = [[p.ts, str(p.price), str(p.qty)] for p in inside[::step]]
+    return json.dumps(
+        {
+            "symbol": symbol,
+            "t0": t0,
+            "t1": t1,
+            "vwap": None if vwap is None else str(vwap),
+            "volume": str(volume),
+            "prints": len(inside),
+            "tape_from": prints[0].ts if prints else None,
+            "points": points,
+        }
+    ).encode()
