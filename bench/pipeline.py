@@ -49,6 +49,7 @@ async def saturation(client: JetexecClient, n: int, pids: dict[str, list[int]] |
             return await client.execute(_intent(i, tag), timeout=120)
 
     meter = CpuMeter({**(pids or {}), "load-generator": [os.getpid()]}).start()
+    refusals_before = client.refusals
     t0 = time.time()
     results = await asyncio.gather(*(one(i) for i in range(n)))
     meter.stop()
@@ -67,6 +68,7 @@ async def saturation(client: JetexecClient, n: int, pids: dict[str, list[int]] |
         "executions_not_complete": others,
         "executions_escaped_on_deadline": sum(v for k, v in others.items() if k.endswith(":STAGE_TIMEOUT")),
         "executions_per_s": round(len(complete) / (t_end - t0), 1),
+        "intents_refused": client.refusals - refusals_before,  # OVERLOADED at intake, waited out and sent again
         "cpu_ms_per_execution": round(sum(by_process.values()), 2),
         "cpu_ms_by_process": by_process,
         "cpu_ms_load_generator": load_gen,

@@ -24,6 +24,7 @@ HANDLER_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 REDELIVERIES = Counter("jetexec_redeliveries_total", "Messages seen with a delivery count above 1", ["worker", "subject"])
+REFUSALS = Counter("jetexec_intake_refused_total", "Intents refused at intake because the pipeline is saturated (OVERLOADED)")
 DEAD_LETTERS = Counter("jetexec_dead_letters_total", "Messages dead-lettered", ["worker", "subject", "reason"])
 EXECUTIONS = Counter("jetexec_executions_total", "Executions reaching a state", ["state"])
 ALERTS = Counter("jetexec_alerts_total", "Alerts raised", ["code"])

@@ -81,6 +81,7 @@ def coordinator_consumer(p: int) -> str:
 
 COORDINATOR_GROUP = "coordinator"
 CTL_RECORD = "exec.ctl.record"  # core request/reply: exec.ctl.record.<cid> -> the owner's ExecutionRecord
+LOAD_SUBJECT = "exec.load"  # core NATS: every coordinator's load report (core.admission), for the gateways
 CTL_LIVE = "exec.ctl.live"  # core scatter/gather: every coordinator answers {partitions, live cids}
 
 

@@ -33,7 +33,7 @@ from core.coordinator import to_result
 from core.execution_fsm import TERMINAL
 from core.intake import IntentError, intent_identity, parse_intent
 from schemas.codec import decode, encode
-from schemas.enums import SafetyState
+from schemas.enums import ReasonCode, SafetyState
 from schemas.messages import EscapeRequest, ExecutionRecord, ExecutionResult
 from workers.gateway.handler import IntakeReceipt
 
@@ -71,8 +71,12 @@ def receipt_result(receipt: IntakeReceipt) -> ExecutionResult:
 
 
 class JetexecClient:
-    def __init__(self, nc) -> None:
+    def __init__(self, nc, hold_when_overloaded: bool = True) -> None:
         self.nc = nc
+        # An OVERLOADED refusal is retried after the gateway's retry-after until the submit's
+        # timeout (False: the refusal is returned at once, for callers with their own policy).
+        self.hold_when_overloaded = hold_when_overloaded
+        self.refusals = 0  # refusals seen (and waited out)
         self.js = nc.jetstream(timeout=5)
         self._kv = None
 
@@ -114,7 +118,15 @@ class JetexecClient:
         while True:
             try:
                 msg = await self.nc.request(INTAKE_SUBJECT, raw, timeout=min(5.0, max(0.1, deadline - time.monotonic())), headers=headers)
-                return decode(msg.data, IntakeReceipt)
+                receipt = decode(msg.data, IntakeReceipt)
+                if receipt.reason_code is ReasonCode.OVERLOADED and self.hold_when_overloaded:
+                    # Refused, not accepted: nothing was stored, so trying again is the same intent.
+                    self.refusals += 1
+                    wait = (receipt.retry_after_ms or 100) / 1000
+                    if time.monotonic() + wait < deadline:
+                        await asyncio.sleep(wait)  # the gateway's retry-after
+                        continue
+                return receipt
             except (NatsTimeout, NoRespondersError, asyncio.TimeoutError):
                 if time.monotonic() >= deadline:
                     raise JetexecError("no gateway answered: is `jetexec up` running?") from None

@@ -504,12 +504,12 @@ MATRIX: dict[str, dict[str, list[str]]] = {
     "gateway": {
         "pub_allow": ["exec.evt.c1", "venue.api.specs", get("SAFETY"), "$JS.API.STREAM.INFO.EXEC_EVT"],
         "pub_deny": ["venue.api.new", "exec.cmd.precheck.c1", "exec.escape.all", "$KV.SAFETY.state", nxt("EXEC_CMD", "precheck"), "_INBOX.stolen", get("EXECUTIONS")],
-        "sub_allow": ["exec.intake", "venue.md.AAPL", "_INBOX.abc"],
+        "sub_allow": ["exec.intake", "venue.md.AAPL", "_INBOX.abc", "exec.load"],
         "sub_deny": ["exec.evt.*", "venue.api.new", ">"],
     },
     "coordinator": {
         "pub_allow": [
-            "exec.cmd.split.c1", "exec.escape.c1", "exec.evt.c1", "exec.dlq.coordinator", "exec.audit.c1", "exec.result.c1", "$KV.EXECUTIONS.c1", "$KV.COORD.cp.0",
+            "exec.cmd.split.c1", "exec.escape.c1", "exec.evt.c1", "exec.dlq.coordinator", "exec.audit.c1", "exec.result.c1", "exec.load", "$KV.EXECUTIONS.c1", "$KV.COORD.cp.0",
             nxt("EXEC_EVT", "coordinator-p0"), ack("EXEC_EVT", "coordinator-p7"), "$JS.API.CONSUMER.UNPIN.EXEC_EVT.coordinator-p3", "$JS.API.CONSUMER.CREATE.EXEC_EVT", "$JS.API.CONSUMER.DELETE.EXEC_EVT.eph1", get("EXECUTIONS"), get("COORD"),
         ],
         "pub_deny": [

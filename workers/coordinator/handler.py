@@ -46,12 +46,13 @@ from nats.js.errors import KeyNotFoundError
 from bus import metrics, tracing
 from bus.runtime import HOUSEKEEPING, Delivery, Out, Poison, Retry, WorkerApp
 from bus.streams import read_stream
-from bus.topology import COORDINATOR_CONSUMERS, CTL_LIVE, CTL_RECORD, KV_COORD, KV_EXECUTIONS, PARTITIONS, audit_subject, coordinator_consumer, evt_subject, partition_of, probe_token
+from bus.topology import COORDINATOR_CONSUMERS, CTL_LIVE, CTL_RECORD, KV_COORD, KV_EXECUTIONS, LOAD_SUBJECT, PARTITIONS, audit_subject, coordinator_consumer, evt_subject, partition_of, probe_token
 from core import audit
+from core.admission import REPORT_EVERY_S, LoadReport, lag_pressure, stage_pressure
 from core.coordinator import CoordinatorConfig, decide, decision_audit, next_wake, schedule_due
 from core.execution_fsm import is_terminal
 from schemas.codec import decode, decode_fact, encode
-from schemas.enums import ReasonCode
+from schemas.enums import ExecutionState as S, ReasonCode
 from schemas.messages import Checkpoint, ExecutionCreated, ExecutionRecord, IntentRejected, OutboxEntry, OutMsg, PartitionProbe, TimerFired
 from workers.coordinator.snapshots import PartitionState, SnapshotWriter
 
@@ -84,6 +85,8 @@ class CoordinatorWorker(WorkerApp):
         await self.nc.subscribe(f"{CTL_RECORD}.*", cb=self._on_ctl_record)
         await self.nc.subscribe(CTL_LIVE, cb=self._on_ctl_live)
         self.background.append(asyncio.create_task(self._probe_loop()))
+        self.pressure = 0.0
+        self.background.append(asyncio.create_task(self._load_loop()))
 
     def consumers(self):
         return [(coordinator_consumer(p), self._handler_for(p)) for p in range(PARTITIONS)]
@@ -148,6 +151,9 @@ class CoordinatorWorker(WorkerApp):
         self._arm(new)
         outs = [Out(m.subject, m.data, m.msg_id) for m in (*new.outbox, *audit_msgs)]
         if not replay:
+            # How much of a stage deadline the queues took (admission control, core.admission).
+            pressure = stage_pressure(record, fact, now, self.config.stage_timeout_ms)
+            self.pressure = max(self.pressure, lag_pressure(time.time() - now), pressure or 0.0)
             tracing.annotate(state=new.state, symbol=new.intent.symbol if new.intent else None, side=new.intent.side if new.intent else None, alerts=[a.code for a in new.alerts[len(record.alerts) if record else 0 :]])
             if record is None or record.state is not new.state:
                 metrics.EXECUTIONS.labels(new.state.value).inc()
@@ -275,6 +281,18 @@ class CoordinatorWorker(WorkerApp):
             ours = False
         if not ours:
             self._release(part, "another coordinator wrote its checkpoint")
+
+    async def _load_loop(self) -> None:
+        """Publish this replica's load for the gateways (``exec.load``, core NATS) every 100 ms."""
+        early_states = (S.INIT, S.PRECHECK, S.SPLITTING, S.SENDING)
+        while True:
+            await asyncio.sleep(REPORT_EVERY_S)
+            report = LoadReport(instance=self.instance, pressure=round(self.pressure, 3), early=sum(1 for r in self.records.values() if r.state in early_states), at=time.time())
+            self.pressure = 0.0
+            try:
+                await self.nc.publish(LOAD_SUBJECT, encode(report))
+            except Exception:
+                pass  # disconnected: the gateways ignore a stale report
 
     async def _probe_loop(self) -> None:
         """Make every partition that has no live owner get one. The server moves a pin only with a

@@ -18,6 +18,7 @@ span is its child. Metrics: ``jetexec_messages_total{subject="exec.intake", outc
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -27,11 +28,12 @@ import msgspec
 from bus import metrics, tracing
 from bus.jspub import PublishError
 from bus.runtime import WorkerApp, tracing_on
-from bus.topology import INTAKE_SUBJECT, evt_subject
+from bus.topology import INTAKE_SUBJECT, LOAD_SUBJECT, evt_subject
+from core.admission import REPORT_STALE_S, AdmissionConfig, LoadReport, refusal
 from core.guardrails import alert
 from core.ids import rejection_id
 from core.intake import IntentError, intent_identity, parse_intent
-from schemas.codec import encode
+from schemas.codec import decode, encode
 from schemas.enums import AlertCode, ExecutionMode, ExecutionState, ReasonCode
 from schemas.messages import ExecutionCreated, IntentRejected
 from workers.common import MarketData, SafetyView, VenueClient, now, venues_from_env
@@ -47,6 +49,7 @@ class IntakeReceipt(msgspec.Struct, frozen=True, kw_only=True):
     reason_code: ReasonCode | None = None
     detail: str = ""
     alerts: list[AlertCode] = []
+    retry_after_ms: int | None = None  # OVERLOADED: when to try again
 
 
 class GatewayWorker(WorkerApp):
@@ -68,7 +71,20 @@ class GatewayWorker(WorkerApp):
         self.default_mode = ExecutionMode(os.environ.get("JETEXEC_MODE", "PAPER").upper())
         self.slots = asyncio.Semaphore(512)
         self.inflight: set[asyncio.Task] = set()
+        self.admission = msgspec.convert(json.loads(os.environ.get("JETEXEC_ADMISSION_CONFIG", "{}")), AdmissionConfig)
+        self.loads: dict[str, LoadReport] = {}  # coordinator instance -> its latest load report
+        await self.nc.subscribe(LOAD_SUBJECT, cb=self._on_load)
         self.sub = await self.nc.subscribe(INTAKE_SUBJECT, queue="gateway", cb=self._on_request, pending_msgs_limit=100_000)
+
+    async def _on_load(self, msg) -> None:
+        try:
+            report = decode(msg.data, LoadReport)
+        except Exception:
+            return
+        self.loads[report.instance] = report
+        if len(self.loads) > 64:  # replicas come and go: forget the stale ones
+            now = time.time()
+            self.loads = {k: r for k, r in self.loads.items() if now - r.at <= REPORT_STALE_S}
 
     async def _refresh_symbols(self) -> None:
         """What the venue trades; until known, precheck is the symbol check (FS091 there)."""
@@ -113,7 +129,7 @@ class GatewayWorker(WorkerApp):
                     receipt = await self.intake(msg.data)
             else:
                 receipt = await self.intake(msg.data)
-            outcome = "accepted" if receipt.accepted else "rejected"
+            outcome = "accepted" if receipt.accepted else ("refused" if receipt.reason_code is ReasonCode.OVERLOADED else "rejected")
         except Exception as exc:  # JetStream unavailable: no receipt means "not accepted, retry"
             log.warning("intake failed: %s", type(exc).__name__)
             return
@@ -155,6 +171,13 @@ class GatewayWorker(WorkerApp):
             await self._store_first(publisher, cid, encode(fact), f"{cid}.rejected")
             return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=err.reason_code, detail=err.detail, alerts=[a.code for a in alerts])
         key, cid = intent_identity(intent)
+        refused = refusal(self.loads.values(), time.time(), self.admission)
+        if refused is not None:
+            # Saturated: not accepted, nothing stored — the same intent later is a new first try.
+            detail, retry_after_ms = refused
+            metrics.REFUSALS.inc()
+            tracing.annotate(cid=cid, state=ExecutionState.FAILED, reason_code=ReasonCode.OVERLOADED)
+            return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=ReasonCode.OVERLOADED, detail=detail, retry_after_ms=retry_after_ms)
         intent = msgspec.structs.replace(intent, venue=self.venues.resolve(intent.venue))  # after the key: the default is no part of it
         mode = self.safety.mode or self.default_mode
         fact = ExecutionCreated(cid=cid, idempotency_key=key, intent=intent, mode=mode, arrival_price=self.market.mid(intent.symbol), ts=now())
