@@ -43,6 +43,12 @@ def live_switches() -> tuple[bool, bool]:
     return (os.environ.get("JETEXEC_LIVE_CONFIG_FLAG") == "1", os.environ.get("JETEXEC_LIVE_ENABLED") == "yes")
 
 
+def live_venue_configured() -> bool:
+    """``JETEXEC_LIVE_VENUES``: the live-capable venues among the configured ones (set by ``jetexec up``
+    from jetexec.toml; empty when only the paper exchange is configured)."""
+    return bool(os.environ.get("JETEXEC_LIVE_VENUES", "").strip())
+
+
 class PrecheckWorker(WorkerApp):
     name = "precheck"
 
@@ -136,6 +142,7 @@ class PrecheckWorker(WorkerApp):
                 minute_of_day=minute_of_day_utc(now),
                 risk=evaluate_risk(self._hook(), intent, intent.qty),
                 live_switches=live_switches(),
+                live_venue=live_venue_configured(),
                 position_qty=position,
                 reference_price=reference,
                 daily_count=counter.count,
