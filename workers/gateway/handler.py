@@ -21,8 +21,6 @@ import logging
 import os
 import time
 
-import msgspec
-
 from bus import metrics, tracing
 from bus.runtime import Publisher, WorkerApp, tracing_on
 from bus.topology import INTAKE_SUBJECT, evt_subject
@@ -31,20 +29,10 @@ from core.ids import rejection_id
 from core.intake import IntentError, intent_identity, parse_intent
 from schemas.codec import encode
 from schemas.enums import AlertCode, ExecutionMode, ExecutionState, ReasonCode
-from schemas.messages import ExecutionCreated, IntentRejected
+from schemas.messages import ExecutionCreated, IntakeReceipt, IntentRejected  # IntakeReceipt: re-exported for old imports
 from workers.common import MarketData, SafetyView, VenueClient, now
 
 log = logging.getLogger("jetexec.gateway")
-
-
-class IntakeReceipt(msgspec.Struct, frozen=True, kw_only=True):
-    accepted: bool
-    correlation_id: str
-    idempotency_key: str
-    state: ExecutionState
-    reason_code: ReasonCode | None = None
-    detail: str = ""
-    alerts: list[AlertCode] = []
 
 
 class GatewayWorker(WorkerApp):
@@ -124,10 +112,13 @@ class GatewayWorker(WorkerApp):
             fact = IntentRejected(cid=cid, idempotency_key=key, reason_code=err.reason_code, detail=err.detail, raw=raw[:512].decode("utf-8", "replace"), alerts=alerts, ts=now())
             tracing.annotate(cid=cid, state=ExecutionState.FAILED, reason_code=err.reason_code, alerts=[a.code for a in alerts])
             await publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.rejected")
-            return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=err.reason_code, detail=err.detail, alerts=[a.code for a in alerts])
+            return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=err.reason_code, detail=err.detail, alerts=[a.code for a in alerts], created_at=fact.ts)
         key, cid = intent_identity(intent)
         mode = self.safety.mode or self.default_mode
         fact = ExecutionCreated(cid=cid, idempotency_key=key, intent=intent, mode=mode, arrival_price=self.market.mid(intent.symbol), ts=now())
         tracing.annotate(cid=cid, symbol=intent.symbol, side=intent.side, state=ExecutionState.INIT, strategy_id=intent.strategy_id, mode=mode)
         await publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.created")
-        return IntakeReceipt(accepted=True, correlation_id=cid, idempotency_key=key, state=ExecutionState.INIT)
+        return IntakeReceipt(
+            accepted=True, correlation_id=cid, idempotency_key=key, state=ExecutionState.INIT, symbol=intent.symbol, side=intent.side, qty=intent.qty,
+            strategy_id=intent.strategy_id, order_type=intent.order_type, price=intent.price, created_at=fact.ts,
+        )
