@@ -1,6 +1,6 @@
 """The TCA report as one self-contained HTML page: inline CSS and inline SVG, no script, no network.
 
-:func:`render` takes the report document built by ``jetexec.cli_ledger.build_report`` (the same one
+:func:`render` takes the report document built by ``jetexec.report.build_report`` (the same one
 ``jetexec report --json`` prints) and returns the page. Each execution gets a summary table and a
 chart (:func:`svg_chart`): the market mid over the execution window (with the bid/ask band, or the
 venue's prints when no quotes were recorded), the arrival price, the interval VWAP and the average
