@@ -16,6 +16,7 @@ the caller's (the gateway's ``process exec.intake`` span becomes its child); ``e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -223,7 +224,8 @@ class JetexecClient:
 
     async def watch_records(self) -> AsyncIterator[ExecutionRecord | None]:
         """Every execution's current record, then ``None`` once (caught up), then each update as the
-        coordinator writes it (KV ``EXECUTIONS``). Runs until the caller stops iterating."""
+        coordinator writes it (KV ``EXECUTIONS``). Runs until the caller stops iterating; a caller
+        that stops early closes it (``contextlib.aclosing``) so the watch ends with the loop."""
         watcher = await (await self.kv()).watchall()
         try:
             while True:
@@ -240,7 +242,8 @@ class JetexecClient:
                     except Exception:
                         continue  # a record this client version cannot read: skip, never crash a view
         finally:
-            await watcher.stop()
+            with contextlib.suppress(Exception):  # the connection may already be closing
+                await watcher.stop()
 
     async def executions(
         self,
@@ -255,11 +258,12 @@ class JetexecClient:
         """Executions in KV ``EXECUTIONS`` matching every filter given, newest first."""
         wanted = set(states) if states else None
         found: list[ExecutionRecord] = []
-        async for rec in self.watch_records():
-            if rec is None:
-                break
-            if record_matches(rec, strategy_id=strategy_id, symbol=symbol, states=wanted, since=since, until=until):
-                found.append(rec)
+        async with contextlib.aclosing(self.watch_records()) as records:
+            async for rec in records:
+                if rec is None:
+                    break
+                if record_matches(rec, strategy_id=strategy_id, symbol=symbol, states=wanted, since=since, until=until):
+                    found.append(rec)
         found.sort(key=lambda r: (r.created_at, r.cid), reverse=True)
         return found[:limit] if limit is not None else found
 

@@ -8,6 +8,7 @@ state once a second. Fills are the increases of each child's filled quantity bet
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ def frame(model: WatchModel, url: str, specs: dict | None = None, rows: int = 20
     table.add_column("order", overflow="fold")
     table.add_column("state", no_wrap=True)
     table.add_column("filled/qty", justify="right", no_wrap=True)
-    table.add_column("children", justify="right", no_wrap=True)
+    table.add_column("open/children", justify="right", no_wrap=True)
     table.add_column("alerts", overflow="fold")
     table.add_column("age", justify="right", no_wrap=True)
     table.add_column("reason / detail", overflow="fold", ratio=1)
@@ -123,7 +124,7 @@ def frame(model: WatchModel, url: str, specs: dict | None = None, rows: int = 20
         age = f"{max(0.0, (r.completed_at or now) - r.created_at):.1f}s" if r.created_at else ""
         reason = " ".join(x for x in (res.reason_code.value if res.reason_code else "", res.detail) if x)
         table.add_row(
-            r.cid, res.strategy_id or "", views.order_label(res, specs), views.styled_state(r.state.value), f"{views.qty(res.filled_qty, sym, specs)}/{target}",
+            r.cid, res.strategy_id or "", views.order_label(res, specs), views.styled_state(r.state.value), views.qty(res.filled_qty, sym, specs) + (f"/{target}" if target else ""),
             f"{open_children}/{len(r.children)}", ",".join(a.value for a in res.alerts), age, reason,
         )
     parts: list[RenderableType] = [head, summary, table]
@@ -165,10 +166,11 @@ def watch(
             specs = await symbol_specs(client)
             model.safety = await client.safety()
             if once or not out.is_terminal:
-                async for rec in client.watch_records():
-                    model.apply(rec)
-                    if rec is None:
-                        break
+                async with contextlib.aclosing(client.watch_records()) as records:
+                    async for rec in records:
+                        model.apply(rec)
+                        if rec is None:
+                            break
                 out.print(frame(model, url, specs, rows=rows or 50))
                 return
             await _live(client, model, url, specs, rows)
@@ -177,16 +179,18 @@ def watch(
 
 
 async def _tail(client, model: WatchModel) -> None:
-    async for rec in client.watch_records():
-        if rec is None or not record_matches(rec, strategy_id=model.strategy_id, symbol=model.symbol, states=model.states):
-            continue
-        print(encode(to_result(rec)).decode(), flush=True)
+    async with contextlib.aclosing(client.watch_records()) as records:
+        async for rec in records:
+            if rec is None or not record_matches(rec, strategy_id=model.strategy_id, symbol=model.symbol, states=model.states):
+                continue
+            print(encode(to_result(rec)).decode(), flush=True)
 
 
 async def _live(client, model: WatchModel, url: str, specs: dict, rows: int) -> None:
     async def feed() -> None:
-        async for rec in client.watch_records():
-            model.apply(rec)
+        async with contextlib.aclosing(client.watch_records()) as records:
+            async for rec in records:
+                model.apply(rec)
 
     async def safety() -> None:
         while True:
