@@ -184,12 +184,27 @@ def _paper_settings(settings: dict[str, Any]) -> VenueConfig:
     unknown = sorted(set(settings) - allowed)
     if unknown:
         raise _Unknown(unknown[0], sorted(allowed))
-    # Exactly what the paper exchange does with JETEXEC_VENUE_CONFIG.
-    return msgspec.convert(json.loads(_json(settings)), VenueConfig) if settings else VenueConfig()
+    # Exactly what the paper exchange does with JETEXEC_VENUE_CONFIG (a strict conversion).
+    return msgspec.convert(json.loads(_paper_json(settings)), VenueConfig) if settings else VenueConfig()
+
+
+def _paper_json(settings: dict[str, Any]) -> str:
+    """Decimals as JSON strings (exact), except where VenueConfig wants a float (seconds, latencies):
+    the paper exchange converts strictly, and a string is not a float."""
+    hints = typing.get_type_hints(VenueConfig)
+    out: dict[str, Any] = {}
+    for k, v in settings.items():
+        hint = hints.get(k)
+        if hint is float and isinstance(v, Decimal):
+            v = float(v)
+        elif typing.get_origin(hint) is tuple and all(a is float for a in typing.get_args(hint)) and isinstance(v, (list, tuple)):
+            v = [float(x) if isinstance(x, Decimal) else x for x in v]
+        out[k] = v
+    return _json(out)
 
 
 def _paper_env(settings: dict[str, Any]) -> dict[str, str]:
-    return {"JETEXEC_VENUE_CONFIG": _json(settings)} if settings else {}
+    return {"JETEXEC_VENUE_CONFIG": _paper_json(settings)} if settings else {}
 
 
 VENUE_KINDS: dict[str, VenueKind] = {

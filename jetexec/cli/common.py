@@ -120,8 +120,9 @@ def describe(exc: BaseException, url: str) -> tuple[str, ExitCode]:
         return f"the NATS server at {url} did not answer in time", ExitCode.ERROR
     if isinstance(exc, (NoServersError, ConnectionClosedError, ConnectionRefusedError)):
         return f"cannot connect to NATS at {url}: {type(exc).__name__}", ExitCode.UNREACHABLE
-    if isinstance(exc, OSError):
-        return f"cannot connect to NATS at {url}: {exc.strerror or type(exc).__name__}", ExitCode.UNREACHABLE
+    if isinstance(exc, OSError):  # a local resource (a port to bind, a file), not the NATS server
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or type(exc).__name__}{where}", ExitCode.ERROR
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__, ExitCode.ERROR
 

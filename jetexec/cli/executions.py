@@ -17,7 +17,7 @@ from core.coordinator import to_result
 from core.execution_fsm import TERMINAL
 from jetexec import views
 from jetexec.cli.common import CliError, ConfigPath, ExitCode, NatsUrl, connected, correlation_id, err, json_line, run, show
-from jetexec.client import JetexecClient
+from jetexec.client import JetexecClient, JetexecError
 from schemas.codec import encode
 from schemas.enums import ExecutionState
 from schemas.messages import ExecutionResult
@@ -137,10 +137,13 @@ def submit(
         lines = _read_lines(file)
         async with connected(nats_url, config) as client:
             progress = _Progress(len(lines)) if sys.stderr.isatty() and not no_progress and lines else None
-            if progress is None:
-                results = await client.submit_batch(lines, wait=wait, timeout=timeout)
-            else:
-                results = await _with_progress(client, lines, wait, timeout, progress)
+            try:
+                if progress is None:
+                    results = await client.submit_batch(lines, wait=wait, timeout=timeout)
+                else:
+                    results = await _with_progress(client, lines, wait, timeout, progress)
+            except JetexecError as exc:  # no gateway answered within --timeout
+                raise CliError(str(exc), ExitCode.UNREACHABLE) from None
             specs = {} if as_json else await symbol_specs(client)
         print_results(results, as_json, specs)
         pending = [r for r in results if r.state not in TERMINAL] if wait else []
