@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from jetexec.cli import bench, config_cmd, executions, ledger, system, watch
-from jetexec.cli.common import ExitCode, broken_pipe
+from jetexec.cli.common import CliError, ExitCode, broken_pipe, fail
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -52,7 +52,12 @@ for group in (executions, watch, ledger, config_cmd, system, bench):
 
 def main() -> None:
     try:
-        app()
+        app(prog_name="jetexec")  # also when run as `python -m jetexec.cli` (completion: _JETEXEC_COMPLETE)
+    except CliError as exc:  # raised while checking arguments, before a command's run()
+        try:
+            fail(str(exc), exc.code)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
     except BrokenPipeError:  # a synchronous command's print after the reader went away
         try:
             broken_pipe()

@@ -96,7 +96,8 @@ def frame(model: WatchModel, url: str, specs: dict | None = None, rows: int = 20
     s = model.safety
     head = Text.assemble(
         ("jetexec watch ", "bold"), (url, "dim"), "  safety ", views.styled_state(s.state.value),
-        f"  mode {s.mode.value if s.mode else '?'}", "  halts ", (", ".join(s.halted) if s.halted else "none", "bold red" if s.halted else ""),
+        f"  mode {s.mode.value if s.mode else '?'}", "  halts ", ("ALL" if "ALL" in s.halted else "none", "bold red" if "ALL" in s.halted else ""),
+        (f" ({fences} execution fence{'s' if fences != 1 else ''})" if (fences := len([h for h in s.halted if h != "ALL"])) else ""),
         ("  risk hook override" if s.risk_hook_override else ""), f"  {_clock(now)}Z",
     )
     counts = model.counts()
