@@ -103,8 +103,10 @@ class _Progress:
         self.started = time.monotonic()
 
     def on_receipt(self, _receipt) -> None:
+        # The bar counts terminal executions; receipts are counted in the text (a bar that filled
+        # up with receipts would count as finished and stop its clock).
         self.receipts += 1
-        self.bar.update(self.task, completed=self.receipts, description="submitting")
+        self.bar.update(self.task, description=f"submitted {self.receipts}/{self.total}")
 
     def on_update(self, update) -> None:
         cid = getattr(update, "cid", None) or getattr(update, "correlation_id", None)
