@@ -11,6 +11,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -241,13 +242,17 @@ def test_watch_once_shows_executions_fills_and_the_safety_state(system):
         assert system.cli("resume").returncode == 0
     tail = subprocess.Popen([PY, "-m", "jetexec.cli", "watch", "--json", "--strategy", "watch-tail", "--nats-url", system.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV)
     try:
+        seen: list[dict] = []
+        def read() -> None:
+            for line in tail.stdout:
+                seen.append(json.loads(line))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         system.submit([intent("watch-tail", strategy_id="watch-tail")])
-        seen = []
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(s.get("state") == "COMPLETE" for s in seen):
-            ready, _, _ = select.select([tail.stdout], [], [], 1.0)
-            if ready:
-                seen.append(json.loads(tail.stdout.readline()))
+        while time.monotonic() < deadline and not any(s.get("state") == "COMPLETE" for s in list(seen)):
+            time.sleep(0.05)  # polling the reader's list for the condition, with a deadline
         assert any(s["state"] == "COMPLETE" for s in seen) and all(s["strategy_id"] == "watch-tail" for s in seen)
     finally:
         tail.terminate()
