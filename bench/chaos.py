@@ -250,11 +250,10 @@ async def _audit_check(client, results) -> Check:
 async def _ledger_check(client) -> Check:
     from core.ledger import check_invariant
     from workers.ledger import query
-    from workers.ledger.handler import coordinator_config
 
     book = await query.position_book(client.nc)
     breaches = [b for b in (check_invariant(p) for p in book.positions.values()) if b]
-    replayed = query.replay_positions((await query.replay_stream(client.nc, coordinator_config())).fills)
+    replayed = query.replay_positions((await query.replay_stream(client.nc)).fills)
     diffs = query.compare_books(book, replayed)
     return Check(
         "ledger invariant holds (and replay equals live)",

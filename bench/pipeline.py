@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from decimal import Decimal
 
 
+from bench.cpu import CpuMeter
 from core.ids import correlation_id
 from jetexec.client import JetexecClient
 from schemas.codec import decode_fact, encode
@@ -35,16 +37,20 @@ def _intent(i: int, tag: str) -> dict:
     return {"symbol": sym, "side": "BUY" if i % 2 else "SELL", "qty": 1 + i % 5, "order_type": "MARKET", "strategy_id": f"bench-{i % 64}", "client_key": f"{tag}-{i}"}
 
 
-async def saturation(client: JetexecClient, n: int) -> dict:
+async def saturation(client: JetexecClient, n: int, pids: dict[str, list[int]] | None = None) -> dict:
+    """``n`` SINGLE intents as fast as the system takes them; CPU per execution from ``/proc`` over
+    the window, for every process ``up`` started (``pids``) and, separately, this load generator."""
     sem = asyncio.Semaphore(200)  # a strategy-side in-flight cap: past it, intents only queue (and meet stage deadlines)
 
     async def one(i: int):
         async with sem:
             return await client.submit(_intent(i, f"sat-{time.time_ns()}"), timeout=120)
 
+    meter = CpuMeter({**(pids or {}), "load-generator": [os.getpid()]}).start()
     t0 = time.time()
     receipts = await asyncio.gather(*(one(i) for i in range(n)))
     results = await client.wait_many([r.correlation_id for r in receipts], timeout=300)
+    meter.stop()
     complete = [r for r in results.values() if r.state.value == "COMPLETE"]
     others: dict[str, int] = {}
     for r in results.values():
@@ -52,7 +58,18 @@ async def saturation(client: JetexecClient, n: int) -> dict:
             key = f"{r.state.value}:{r.reason_code.value if r.reason_code else ''}"
             others[key] = others.get(key, 0) + 1
     t_end = max(r.updated_at for r in complete) if complete else time.time()
-    return {"executions": n, "executions_complete": len(complete), "executions_not_complete": others, "executions_per_s": round(len(complete) / (t_end - t0), 1)}
+    by_process = meter.per_unit_ms(len(complete))
+    load_gen = by_process.pop("load-generator", None)
+    return {
+        "executions": n,
+        "executions_complete": len(complete),
+        "executions_not_complete": others,
+        "executions_escaped_on_deadline": sum(v for k, v in others.items() if k.endswith(":STAGE_TIMEOUT")),
+        "executions_per_s": round(len(complete) / (t_end - t0), 1),
+        "cpu_ms_per_execution": round(sum(by_process.values()), 2),
+        "cpu_ms_by_process": by_process,
+        "cpu_ms_load_generator": load_gen,
+    }
 
 
 async def paced(client: JetexecClient, rate: float, seconds: float) -> dict:

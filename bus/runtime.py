@@ -24,17 +24,20 @@ import os
 import signal
 import sys
 import time
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
+import msgspec
 from nats.aio.client import Client
 from opentelemetry import trace as otel_trace
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bus import metrics, tracing
+from bus.jspub import JsPublisher, PublishError, PublishTimeout
 from bus.settings import NatsSettings, connect
-from bus.topology import CONSUMERS, ConsumerSpec, dlq_subject, ensure_topology, subject_template, verify_topology
+from bus.topology import CONSUMERS, ConsumerSpec, dlq_subject, ensure_topology, published_subject, subject_template, verify_topology
+from bus.stamps import ns_to_ts
 from schemas.codec import DecodeError
 
 log = logging.getLogger("jetexec.runtime")
@@ -42,6 +45,7 @@ log = logging.getLogger("jetexec.runtime")
 STOP_BUDGET_S = 12.0  # in-flight handlers (10 s) + a bounded drain; Kubernetes grace is 45 s
 
 _NO_SPAN = contextlib.nullcontext()  # reusable: the untraced path's span context manager
+HOUSEKEEPING = "Jetexec-Housekeeping"  # header of messages that belong to no execution: never traced
 
 
 _tracing_checked = (0.0, False)
@@ -58,8 +62,7 @@ def tracing_on() -> bool:
     return _tracing_checked[1]
 
 
-@dataclass(frozen=True)
-class Out:
+class Out(msgspec.Struct, frozen=True):
     """One message to publish. ``msg_id`` must be deterministic for the input that produced it."""
 
     subject: str
@@ -85,81 +88,141 @@ class Poison(Exception):
         self.detail = detail
 
 
-@dataclass
 class Delivery:
-    msg: Msg
-    subject: str
-    data: bytes
-    headers: dict[str, str]
-    stream_seq: int
-    num_delivered: int
+    """One delivered JetStream message, with what its reply subject says about it.
+
+    The ack subject is ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>``
+    (v1, 9 tokens) or the same after ``<domain>.<account hash>`` (v2); it is parsed once, here."""
+
+    __slots__ = ("msg", "subject", "data", "headers", "stream_seq", "num_delivered", "ts_ns", "cid")
+
+    def __init__(self, msg: Msg) -> None:
+        self.msg = msg
+        self.subject = subject = msg.subject
+        self.data = msg.data
+        self.headers: dict[str, str] = msg.headers or {}
+        self.cid = subject[subject.rfind(".") + 1 :]
+        tokens = msg.reply.split(".") if msg.reply else ()
+        k = 0 if len(tokens) == 9 else 2 if len(tokens) >= 11 else -1
+        if k >= 0:
+            self.num_delivered, self.stream_seq, self.ts_ns = int(tokens[4 + k]), int(tokens[5 + k]), int(tokens[7 + k])
+        else:
+            self.num_delivered, self.stream_seq, self.ts_ns = 1, 0, 0
 
     @property
-    def cid(self) -> str:
-        return self.subject.rsplit(".", 1)[-1]
+    def ts(self) -> float:
+        """The stream timestamp (epoch seconds, microsecond resolution; 0.0 when unknown)."""
+        return ns_to_ts(self.ts_ns)
 
     async def in_progress(self) -> None:
         await self.msg.in_progress()
 
 
-Handler = Callable[[Delivery], Awaitable[Sequence[Out]]]
+Handler = Callable[[Delivery], Awaitable[Sequence[Out]]] | Callable[[Delivery], Sequence[Out]]
 
 
 class Publisher:
-    """JetStream publishing with deterministic message ids and PRODUCER spans."""
+    """JetStream publishing with deterministic message ids and PRODUCER spans, pipelined."""
 
-    def __init__(self, js: JetStreamContext) -> None:
-        self.js = js
+    def __init__(self, pub: "JsPublisher | Client | JetStreamContext") -> None:
+        # A bare connection (or JetStream context, as one-off callers hold) gets its own publisher,
+        # whose inbox subscription starts with the first message.
+        if isinstance(pub, JetStreamContext):
+            pub = pub._nc  # noqa: SLF001 - nats-py keeps the connection there
+        self.pub = pub if isinstance(pub, JsPublisher) else JsPublisher(pub)
+
+    async def send(self, out: Out) -> asyncio.Future:
+        """Send one message; the returned future resolves when JetStream stored it."""
+        headers = dict(out.headers) if out.headers else {}
+        headers["Nats-Msg-Id"] = out.msg_id
+        if tracing_on():
+            with tracing.producer_span(out.subject, headers, msg_id=out.msg_id, cid=tracing.cid_of(out.subject)):
+                return await self.pub.publish(out.subject, out.data, headers)
+        return await self.pub.publish(out.subject, out.data, headers)
 
     async def publish(self, outs: Sequence[Out]) -> None:
+        """Send every message, then wait until JetStream stored all of them."""
         if not outs:
             return
-        futures = []
-        traced = tracing_on()
-        for out in outs:
-            headers = dict(out.headers or {})
-            headers["Nats-Msg-Id"] = out.msg_id
-            if traced:
-                with tracing.producer_span(out.subject, headers, msg_id=out.msg_id, cid=tracing.cid_of(out.subject)):
-                    futures.append(await self.js.publish_async(out.subject, out.data, headers=headers))
-            else:
-                futures.append(await self.js.publish_async(out.subject, out.data, headers=headers))
-        await asyncio.gather(*futures)
+        futures = [await self.send(out) for out in outs]
+        if len(futures) == 1:
+            await futures[0]
+        else:
+            await asyncio.gather(*futures)
 
     async def publish_one(self, subject: str, data: bytes, msg_id: str, headers: dict[str, str] | None = None) -> None:
         await self.publish([Out(subject, data, msg_id, headers)])
 
 
-@dataclass
 class ConsumerLoop:
-    """Continuous pull for one durable consumer, feeding a handler."""
+    """Continuous pull for one durable consumer, feeding a handler.
 
-    nc: Client
-    js: JetStreamContext
-    spec: ConsumerSpec
-    handler: Handler
-    worker: str
-    health: metrics.Health
-    concurrency: int = 64
-    ordered_by_key: bool = True
-    ack_sync: bool = False
-    expires_s: float = 5.0
-    heartbeat_s: float = 1.0
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _inflight: int = 0
-    _outstanding: int = 0
-    _queues: dict[str, collections.deque] = field(default_factory=dict)
-    _tasks: set[asyncio.Task] = field(default_factory=set)
-    _idle: asyncio.Event = field(default_factory=asyncio.Event)
-    _refill: asyncio.Event = field(default_factory=asyncio.Event)
-    _metric_children: dict = field(default_factory=dict)
-    _last_seen: float = 0.0
+    Two shapes of handler:
+
+    * ``async def`` (it waits on I/O: a venue, a KV read): each correlation id gets a task, its
+      messages run one after another, different ids run concurrently.
+    * plain ``def`` (pure, in memory: the coordinator, split, monitor, the ledger): every message that
+      arrived since the last turn of the event loop is handled in one batch, in delivery order, in one
+      task; the batch's outputs are pipelined and each input is acked once its own outputs are stored.
+      Delivery order per id is kept because handling is sequential.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        spec: ConsumerSpec,
+        handler: Handler,
+        worker: str,
+        health: metrics.Health,
+        concurrency: int = 64,
+        ordered_by_key: bool = True,
+        ack_sync: bool = False,
+        expires_s: float = 5.0,
+        heartbeat_s: float = 1.0,
+        publisher: Publisher | None = None,
+    ) -> None:
+        self.nc, self.js, self.spec, self.handler = nc, js, spec, handler
+        self.worker, self.health = worker, health
+        self.concurrency, self.ordered_by_key, self.ack_sync = concurrency, ordered_by_key, ack_sync
+        self.expires_s, self.heartbeat_s = expires_s, heartbeat_s
+        self.publisher = publisher
+        self.batched = not inspect.iscoroutinefunction(handler)
+        # Priority group (pinned client): the server delivers to one puller at a time; the pin id it
+        # hands out must ride on every later pull, and a 423 says another client has the pin now.
+        self.group = spec.priority_group
+        self.pin: str | None = None
+        self.on_pin_lost: Callable[[], None] | None = None
+        if self.group:
+            self.expires_s = min(self.expires_s, max(0.5, spec.priority_timeout_s / 4))
+        self.heartbeat_s = min(self.heartbeat_s, self.expires_s / 2.5)  # the server wants it under half of expires
+        self._refused_until = 0.0
+        self.template = subject_template(published_subject(spec.filter_subject.replace("*", "x").replace(">", "x.x")))
+        self.on_dead_letter: Callable[[Delivery, str, str], Awaitable[None]] | None = None
+        # Awaited before inputs are acked, once per batch: a worker that keeps state in memory
+        # stores it here, so nothing acked can be lost (the ledger).
+        self.before_ack: Callable[[], Awaitable[None]] | None = None
+        self._stop = asyncio.Event()
+        self._inflight = 0
+        self._outstanding = 0
+        self._queues: dict[str, collections.deque] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._refill = asyncio.Event()
+        self._metric_children: dict = {}
+        self._last_seen = 0.0
+        self._batch: list[Msg] = []
+        self._batch_task_pending = False
+        self._handling = asyncio.Lock()
 
     @property
     def capacity(self) -> int:
         return max(2, self.concurrency * 2)
 
     async def run(self) -> None:
+        if self.publisher is None:
+            self.publisher = Publisher(await JsPublisher(self.nc).start())
         inbox = self.nc.new_inbox()
         # Messages are dispatched straight from the subscription callback (no queue hop, no
         # per-message timeout task); this coroutine only keeps a pull request outstanding.
@@ -169,8 +232,12 @@ class ConsumerLoop:
         try:
             while not self._stop.is_set():
                 want = self.capacity - self._outstanding - self._inflight
-                if want >= max(1, self.capacity // 2) and self.nc.is_connected:
+                if want >= max(1, self.capacity // 2) and self.nc.is_connected and time.monotonic() >= self._refused_until:
                     req = {"batch": want, "expires": int(self.expires_s * 1e9), "idle_heartbeat": int(self.heartbeat_s * 1e9)}
+                    if self.group:
+                        req["group"] = self.group
+                        if self.pin:
+                            req["id"] = self.pin
                     try:
                         await self.nc.publish(api, json.dumps(req).encode(), reply=inbox)
                         self._outstanding += want
@@ -196,16 +263,48 @@ class ConsumerLoop:
         if msg.headers and not msg.reply:
             status = msg.headers.get("Status")
             if status is not None:
+                if status == "423" and self.group:
+                    # Another client holds the pin: whatever we thought we owned is not ours now.
+                    self._outstanding = 0
+                    self.pin = None
+                    if self.on_pin_lost is not None:
+                        self.on_pin_lost()
+                    self._refill.set()
+                    return
+                if status.startswith("4") and status not in ("404", "408", "409"):
+                    # The server refused the pull request itself (bad request, no such consumer):
+                    # asking again at once would only spin. Say why and wait a little.
+                    log.error("%s: pull on %s refused: %s %s", self.worker, self.spec.durable, status, msg.headers.get("Description", ""))
+                    self._refused_until = time.monotonic() + 1.0
                 if status != "100":  # 100 = idle heartbeat / flow control
                     pending = msg.headers.get("Nats-Pending-Messages")
                     self._outstanding = max(0, self._outstanding - int(pending)) if pending is not None else 0
                     self._refill.set()
                 return
         self._outstanding = max(0, self._outstanding - 1)
+        if self.group and msg.headers:
+            pin = msg.headers.get("Nats-Pin-Id")
+            if pin and pin != self.pin:
+                self.pin = pin
+        if self.batched:
+            self._batch.append(msg)
+            self._inflight += 1
+            if not self._batch_task_pending:
+                # Messages already queued in the subscription arrive before this task runs: one
+                # task takes all of them.
+                self._batch_task_pending = True
+                self._idle.clear()
+                self._spawn(self._run_batch())
+            return
         self._dispatch(msg)
 
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _dispatch(self, msg: Msg) -> None:
-        key = msg.subject.rsplit(".", 1)[-1] if self.ordered_by_key else str(id(msg))
+        key = msg.subject[msg.subject.rfind(".") + 1 :] if self.ordered_by_key else str(id(msg))
         q = self._queues.get(key)
         if q is not None:
             q.append(msg)  # same execution already running here: keep delivery order
@@ -213,68 +312,137 @@ class ConsumerLoop:
         self._queues[key] = collections.deque([msg])
         self._inflight += 1
         self._idle.clear()
-        task = asyncio.create_task(self._drain_key(key))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._drain_key(key))
+
+    def _settled(self, n: int) -> None:
+        self._inflight -= n
+        if self._inflight == 0:
+            self._idle.set()
+        if self.capacity - self._outstanding - self._inflight >= self.capacity // 2:
+            self._refill.set()
 
     async def _drain_key(self, key: str) -> None:
         q = self._queues[key]
         try:
             while q:
-                msg = q[0]
-                await self._handle(msg)
+                await self._handle(Delivery(q[0]))
                 q.popleft()
         finally:
             del self._queues[key]
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
-            if self.capacity - self._outstanding - self._inflight >= self.capacity // 2:
-                self._refill.set()
+            self._settled(1)
 
-    async def _handle(self, msg: Msg) -> None:
+    # ---- batched (plain-function) handlers ------------------------------------------------------
+    async def _run_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        self._batch_task_pending = False
+        sent: list[tuple[Delivery, list[asyncio.Future]]] = []
+        started = time.perf_counter()
         try:
-            md = msg.metadata
-            seq, delivered = md.sequence.stream, md.num_delivered
-        except Exception:
-            seq, delivered = 0, 1
-        headers = dict(msg.headers or {})
-        d = Delivery(msg=msg, subject=msg.subject, data=msg.data, headers=headers, stream_seq=seq, num_delivered=delivered)
-        template = subject_template(msg.subject)
-        if delivered > 1:
+            # Handling is sequential across batches too: a handler that waits (its slow path) must
+            # not let a later batch handle a later message of the same execution first. Only the
+            # handling is serialised; storing outputs and acking overlap with the next batch.
+            async with self._handling:
+                await self._handle_batch(batch, sent)
+            stored: list[Delivery] = []
+            for d, futures in sent:
+                try:
+                    for fut in futures:
+                        await fut
+                    stored.append(d)
+                except Exception as exc:
+                    self._count(await self._outcome_of_failure(d, exc), 1)
+            if stored and self.before_ack is not None:
+                try:
+                    await self.before_ack()
+                except Exception as exc:
+                    for d in stored:
+                        self._count(await self._outcome_of_failure(d, exc), 1)
+                    stored = []
+            for d in stored:
+                try:
+                    if self.ack_sync:
+                        await d.msg.ack_sync(timeout=5)
+                    else:
+                        await d.msg.ack()
+                    outcome = "ok"
+                except Exception as exc:
+                    outcome = await self._outcome_of_failure(d, exc)
+                self._count(outcome, 1)
+            if sent:
+                self._children(self.template, "ok")[1].observe((time.perf_counter() - started) / len(batch))
+        finally:
+            self._settled(len(batch))
+
+    async def _handle_batch(self, batch: list[Msg], sent: list) -> None:
+        for msg in batch:
+            d = Delivery(msg)
+            if d.num_delivered > 1:
+                metrics.REDELIVERIES.labels(self.worker, self.template).inc()
+            if tracing_on() and HOUSEKEEPING not in d.headers:
+                # Traced: one span per message around its whole outcome, as for async handlers.
+                await self._handle(d)
+                continue
+            try:
+                outs = self.handler(d)
+                if inspect.isawaitable(outs):  # the handler's slow path (a KV read, a takeover)
+                    outs = await outs
+                futures = [await self.publisher.send(out) for out in outs]
+            except Exception as exc:
+                self._count(await self._outcome_of_failure(d, exc), 1)
+                continue
+            sent.append((d, futures))
+
+    # ---- one message, with its span ------------------------------------------------------------
+    async def _handle(self, d: Delivery) -> None:
+        headers = d.headers
+        template = self.template
+        delivered = d.num_delivered
+        if delivered > 1 and not self.batched:
             metrics.REDELIVERIES.labels(self.worker, template).inc()
         started = time.perf_counter()
         outcome = "ok"
         # The span covers the outcome too: a dead letter (and its StageFailed fact) or a retry stays
         # in the execution's trace. Without a tracer provider, no span at all (see tracing_on).
-        span_cm = tracing.consumer_span(msg.subject, headers, durable=self.spec.durable, msg_id=headers.get("Nats-Msg-Id"), cid=tracing.cid_of(msg.subject), delivery=delivered, stream_seq=seq) if tracing_on() else _NO_SPAN
+        span_cm = tracing.consumer_span(published_subject(d.subject), headers, durable=self.spec.durable, msg_id=headers.get("Nats-Msg-Id"), cid=tracing.cid_of(d.subject), delivery=delivered, stream_seq=d.stream_seq) if tracing_on() and HOUSEKEEPING not in headers else _NO_SPAN
         with span_cm as span:
             try:
-                outs = await self.handler(d)
-                await Publisher(self.js).publish(outs)
+                outs = self.handler(d)
+                if inspect.isawaitable(outs):
+                    outs = await outs
+                await self.publisher.publish(outs)
+                if self.before_ack is not None:
+                    await self.before_ack()
                 if self.ack_sync:
-                    await msg.ack_sync(timeout=5)
+                    await d.msg.ack_sync(timeout=5)
                 else:
-                    await msg.ack()
-            except (DecodeError, Poison) as exc:
-                outcome = "dead_lettered"
-                code = exc.reason_code.value if isinstance(exc, DecodeError) else exc.reason_code
-                await self._dead_letter(d, str(code), getattr(exc, "detail", str(exc)))
-            except Retry as exc:
-                outcome = "retried"
-                await self._retry_or_dead_letter(d, exc.delay, str(exc))
+                    await d.msg.ack()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a bug or an unexpected outage: retry with backoff, never drop
-                outcome = "error"
-                log.exception("%s: handler failed on %s (delivery %d)", self.worker, template, delivered)
-                await self._retry_or_dead_letter(d, min(0.2 * 2 ** delivered, 5.0), f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                outcome = await self._outcome_of_failure(d, exc)
             finally:
                 counter, histogram = self._children(template, outcome)
                 counter.inc()
                 histogram.observe(time.perf_counter() - started)
                 if span is not None:
                     tracing.set_outcome(span, outcome)
+
+    async def _outcome_of_failure(self, d: Delivery, exc: Exception) -> str:
+        """Dead-letter, retry or redeliver ``d`` after ``exc``; returns the outcome label."""
+        if isinstance(exc, (DecodeError, Poison)):
+            code = exc.reason_code.value if isinstance(exc, DecodeError) else exc.reason_code
+            await self._dead_letter(d, str(code), getattr(exc, "detail", str(exc)))
+            return "dead_lettered"
+        if isinstance(exc, Retry):
+            await self._retry_or_dead_letter(d, exc.delay, str(exc))
+            return "retried"
+        # A bug or an unexpected outage (a publish not stored): retry with backoff, never drop.
+        log.error("%s: handler failed on %s (delivery %d): %s", self.worker, self.template, d.num_delivered, exc, exc_info=not isinstance(exc, (PublishTimeout, PublishError)))
+        await self._retry_or_dead_letter(d, min(0.2 * 2 ** d.num_delivered, 5.0), f"{type(exc).__name__}: {exc}")
+        return "error"
+
+    def _count(self, outcome: str, n: int) -> None:
+        self._children(self.template, outcome)[0].inc(n)
 
     def _children(self, template: str, outcome: str):
         """Metric children per (subject template, outcome), looked up once (labels() is not free)."""
@@ -294,11 +462,11 @@ class ConsumerLoop:
             pass  # the ack-wait timer redelivers it anyway
 
     async def _dead_letter(self, d: Delivery, reason: str, detail: str) -> None:
-        metrics.DEAD_LETTERS.labels(self.worker, subject_template(d.subject), reason).inc()
+        metrics.DEAD_LETTERS.labels(self.worker, self.template, reason).inc()
         headers = {
             "Jetexec-Reason": reason,
             "Jetexec-Detail": detail[:500].replace("\r", " ").replace("\n", " "),
-            "Jetexec-Subject": d.subject,
+            "Jetexec-Subject": published_subject(d.subject),
             "Jetexec-Stream-Seq": str(d.stream_seq),
             "Jetexec-Deliveries": str(d.num_delivered),
             "Jetexec-Worker": self.worker,
@@ -306,7 +474,8 @@ class ConsumerLoop:
         try:
             # The id names the consumer: two consumers of one stream (coordinator, ledger) dead-letter
             # the same sequence, and the DLQ stream's duplicate window must not drop the second.
-            await Publisher(self.js).publish_one(dlq_subject(self.spec.durable), d.data, f"dlq.{self.spec.durable}.{d.stream_seq}", headers)
+            # The subject names the stage (``exec.dlq.coordinator`` for every partition consumer).
+            await self.publisher.publish_one(dlq_subject(self.spec.priority_group or self.spec.durable), d.data, f"dlq.{self.spec.durable}.{d.stream_seq}", headers)
             await d.msg.term()
         except Exception:
             log.exception("%s: dead-letter publish failed; leaving message for redelivery", self.worker)
@@ -317,8 +486,6 @@ class ConsumerLoop:
             except Exception:
                 log.exception("%s: dead-letter hook failed", self.worker)
 
-    on_dead_letter: Callable[[Delivery, str, str], Awaitable[None]] | None = None
-
     async def stop(self, grace_s: float = 10.0) -> None:
         self._stop.set()
         if self._inflight:
@@ -326,6 +493,15 @@ class ConsumerLoop:
                 await asyncio.wait_for(self._idle.wait(), grace_s)
             except asyncio.TimeoutError:
                 pass
+
+    async def release(self) -> None:
+        """Hand the pin over now instead of after ``priority_timeout``: a standby takes over at once."""
+        if self.group and self.pin:
+            try:
+                await self.nc.request(f"$JS.API.CONSUMER.UNPIN.{self.spec.stream}.{self.spec.durable}", json.dumps({"group": self.group}).encode(), timeout=2)
+            except Exception:
+                pass
+            self.pin = None
 
 
 class WorkerApp:
@@ -354,6 +530,9 @@ class WorkerApp:
     def consumers(self) -> list[tuple[str, Handler]]:
         """(consumer name from bus.topology.CONSUMERS, handler) pairs."""
         return []
+
+    def configure_loop(self, consumer: str, loop: ConsumerLoop) -> None:
+        """Hook: adjust a consumer loop before it starts (e.g. react to a lost pin)."""
 
     async def on_dead_letter(self, d: Delivery, reason: str, detail: str) -> None:
         """A dead-lettered stage command becomes a StageFailed fact, so its execution never hangs."""
@@ -390,7 +569,8 @@ class WorkerApp:
         self.nc._disconnected_cb = _disc  # noqa: SLF001 - nats-py has no setter after connect
         self.nc._reconnected_cb = _rec  # noqa: SLF001
         self.js = self.nc.jetstream(timeout=5)
-        self.publisher = Publisher(self.js)
+        self.jspub = await JsPublisher(self.nc).start()
+        self.publisher = Publisher(self.jspub)
         if os.environ.get("JETEXEC_SKIP_PROVISION") == "1":
             if not await self._await_topology():
                 return  # stopped while waiting
@@ -408,8 +588,11 @@ class WorkerApp:
                 self.health,
                 concurrency=self.concurrency,
                 ack_sync=self.ack_sync,
+                publisher=self.publisher,
             )
             loop.on_dead_letter = self.on_dead_letter
+            loop.before_ack = getattr(self, "before_ack", None)
+            self.configure_loop(consumer_name, loop)
             self.loops.append(loop)
             self.background.append(asyncio.create_task(loop.run()))
         if not self.loops:
@@ -460,6 +643,7 @@ class WorkerApp:
             await asyncio.wait_for(self.teardown(), 3)
         except Exception:
             log.warning("%s: teardown did not finish", self.name)
+        await asyncio.gather(*(loop.release() for loop in self.loops))
         try:
             # Bounded: nats-py's drain waits up to 30 s for watch subscriptions to empty.
             await asyncio.wait_for(self.nc.drain(), 5)

@@ -6,6 +6,8 @@ worker's start-up call it (on Kubernetes the provisioning Job runs it first, wor
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -31,7 +33,60 @@ def cmd_subject(stage: str, cid: str) -> str:
 
 
 def evt_subject(cid: str) -> str:
+    """Where a fact about ``cid`` is published (the public subject)."""
     return f"exec.evt.{cid}"
+
+
+# The fact log is partitioned by correlation id: the stream stores ``exec.evt.<cid>`` as
+# ``exec.evt.<p>.<cid>`` with ``p = partition(PARTITIONS, cid)`` (FNV-1a of the cid, computed by the
+# server), and each partition has its own coordinator consumer, owned by one coordinator at a time.
+# Changing the count re-maps ids to partitions: drain the system first (docs/deploy.md).
+PARTITIONS = int(os.environ.get("JETEXEC_PARTITIONS", "8"))
+EVT_ALL = "exec.evt.>"  # every stored fact, for readers of the whole log
+
+
+def evt_stored(cid: str) -> str:
+    """The stored subject filter of one execution's facts (any partition token)."""
+    return f"exec.evt.*.{cid}"
+
+
+def published_subject(subject: str) -> str:
+    """The subject a stored fact was published on (``exec.evt.<p>.<cid>`` → ``exec.evt.<cid>``):
+    what spans and metrics name, whatever partition stored it."""
+    if subject.startswith("exec.evt.") and subject.count(".") == 3:
+        head, _, cid = subject.rpartition(".")
+        return f"exec.evt.{cid}"
+    return subject
+
+
+def partition_of(cid: str, partitions: int = PARTITIONS) -> int:
+    """The partition the server's ``partition(n, 1)`` transform gives ``cid`` (FNV-1a, 32 bit)."""
+    h = 0x811C9DC5
+    for b in cid.encode():
+        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
+    return h % partitions
+
+
+def probe_token(p: int, partitions: int = PARTITIONS) -> str:
+    """A subject token that lands on partition ``p`` (for :class:`schemas.messages.PartitionProbe`)."""
+    k = 0
+    while partition_of(f"probe-{p}-{k}", partitions) != p:
+        k += 1
+    return f"probe-{p}-{k}"
+
+
+def coordinator_consumer(p: int) -> str:
+    return f"coordinator-p{p}"
+
+
+COORDINATOR_GROUP = "coordinator"
+CTL_RECORD = "exec.ctl.record"  # core request/reply: exec.ctl.record.<cid> -> the owner's ExecutionRecord
+CTL_LIVE = "exec.ctl.live"  # core scatter/gather: every coordinator answers {partitions, live cids}
+
+
+def result_subject(cid: str) -> str:
+    """Core NATS: the terminal result of ``cid`` (an ExecutionResult), for whoever waits for it."""
+    return f"exec.result.{cid}"
 
 
 def escape_subject(cid: str | None) -> str:
@@ -82,11 +137,12 @@ class StreamSpec:
     deny_purge: bool = False
     max_age_s: float = 0.0
     max_bytes: int = -1
+    transform: tuple[str, str] | None = None  # stored-subject transform (source, destination)
 
 
 STREAMS: tuple[StreamSpec, ...] = (
     # The fact log: every stage result and venue event, per execution. Coordinator + ledger read it.
-    StreamSpec("EXEC_EVT", ("exec.evt.*",), RetentionPolicy.LIMITS, deny_delete=True, max_age_s=30 * 86400),
+    StreamSpec("EXEC_EVT", ("exec.evt.*",), RetentionPolicy.LIMITS, deny_delete=True, max_age_s=30 * 86400, transform=("exec.evt.*", f"exec.evt.{{{{partition({PARTITIONS},1)}}}}.{{{{wildcard(1)}}}}")),
     # Work for stateless stage workers; one filtered consumer per stage.
     StreamSpec("EXEC_CMD", ("exec.cmd.*.*",), RetentionPolicy.WORK_QUEUE),
     # The escape lane: own stream, own consumer, own worker — never behind EXEC_CMD's backlog.
@@ -108,12 +164,24 @@ class ConsumerSpec:
     ack_wait_s: float = 30.0
     max_deliver: int = 5
     max_ack_pending: int = 2000
+    # A priority group with the pinned-client policy: every replica pulls, the server delivers to
+    # one of them (the owner) and switches to another when the owner stops pulling for
+    # ``priority_timeout_s``.
+    priority_group: str | None = None
+    priority_timeout_s: float = 0.0
 
+
+# The coordinator's partitions. A short ack wait: after a crash the dead owner's in-flight facts
+# come back within seconds (the pin only moves once they have). The owner pulls every second, so
+# 4 s without a pull means it is gone.
+COORDINATOR_CONSUMERS: dict[str, ConsumerSpec] = {
+    coordinator_consumer(p): ConsumerSpec("EXEC_EVT", coordinator_consumer(p), f"exec.evt.{p}.*", ack_wait_s=3.0, max_deliver=50, max_ack_pending=4000, priority_group=COORDINATOR_GROUP, priority_timeout_s=4.0)
+    for p in range(PARTITIONS)
+}
 
 CONSUMERS: dict[str, ConsumerSpec] = {
-    # A short ack wait: after a coordinator crash its in-flight facts come back within seconds.
-    "coordinator": ConsumerSpec("EXEC_EVT", "coordinator", "exec.evt.*", ack_wait_s=3.0, max_deliver=50, max_ack_pending=4000),
-    "ledger": ConsumerSpec("EXEC_EVT", "ledger", "exec.evt.*", ack_wait_s=30.0, max_deliver=20, max_ack_pending=4000),
+    **COORDINATOR_CONSUMERS,
+    "ledger": ConsumerSpec("EXEC_EVT", "ledger", EVT_ALL, ack_wait_s=30.0, max_deliver=20, max_ack_pending=4000),
     # PAUSE from a risk hook is retried every 0.25 s until the 5 s PRECHECK deadline: room for it.
     # ack_wait is the "worker died" detector: shorter than the stage deadlines (PRECHECK 5 s,
     # SPLITTING 1 s, SENDING 10 s), so a killed worker's in-flight commands are redelivered to a
@@ -140,6 +208,7 @@ KV_SAFETY = "SAFETY"  # "state" -> SafetyState; "mode" -> ExecutionMode; "halt.<
 KV_VENUE = "PAPER_VENUE"  # the paper exchange's own persisted state
 KV_COUNTERS = "COUNTERS"  # daily trade counters per strategy (CAS-incremented by precheck)
 KV_LEDGER = "LEDGER"  # ledger worker snapshots
+KV_COORD = "COORD"  # coordinator partition checkpoints: "cp.<p>" -> {watermark, live cids, owner}
 
 BUCKETS: tuple[BucketSpec, ...] = (
     BucketSpec(KV_EXECUTIONS, history=2),
@@ -147,10 +216,15 @@ BUCKETS: tuple[BucketSpec, ...] = (
     BucketSpec(KV_VENUE, history=1),
     BucketSpec(KV_COUNTERS, history=1),
     BucketSpec(KV_LEDGER, history=1),
+    BucketSpec(KV_COORD, history=1),
 )
+
+RETIRED_CONSUMERS = (("EXEC_EVT", "coordinator"),)  # replaced by the partition consumers
 
 
 def _stream_config(s: StreamSpec) -> StreamConfig:
+    from nats.js.api import SubjectTransform
+
     return StreamConfig(
         name=s.name,
         subjects=list(s.subjects),
@@ -163,6 +237,7 @@ def _stream_config(s: StreamSpec) -> StreamConfig:
         max_age=s.max_age_s,
         max_bytes=s.max_bytes,
         num_replicas=1,
+        subject_transform=SubjectTransform(src=s.transform[0], dest=s.transform[1]) if s.transform else None,
     )
 
 
@@ -195,12 +270,32 @@ async def ensure_topology(js: JetStreamContext, replicas: int = 1) -> None:
             except BadRequestError:
                 await js.stream_info(s.name)  # created concurrently by another process
     for c in CONSUMERS.values():
-        await js.add_consumer(c.stream, _consumer_config(c))
+        if c.priority_group:
+            await _add_grouped_consumer(js, c)
+        else:
+            await js.add_consumer(c.stream, _consumer_config(c))
+    for stream, durable in RETIRED_CONSUMERS:
+        try:
+            await js.delete_consumer(stream, durable)
+        except NotFoundError:
+            pass
     for b in BUCKETS:
         try:
             await js.key_value(b.name)
         except (NotFoundError, Exception):
             await js.create_key_value(KeyValueConfig(bucket=b.name, history=b.history, ttl=b.ttl_s, storage=StorageType.FILE, replicas=replicas))
+
+
+async def _add_grouped_consumer(js: JetStreamContext, c: ConsumerSpec) -> None:
+    """Create or update a consumer with a priority group (nats-py 2.16 has no fields for them, so
+    the request is the JetStream API's own JSON)."""
+    config = _consumer_config(c).as_dict()
+    config |= {"priority_groups": [c.priority_group], "priority_policy": "pinned_client", "priority_timeout": int(c.priority_timeout_s * 1e9)}
+    req = json.dumps({"stream_name": c.stream, "config": config, "action": ""}).encode()
+    resp = await js._nc.request(f"$JS.API.CONSUMER.CREATE.{c.stream}.{c.durable}", req, timeout=10)  # noqa: SLF001
+    body = json.loads(resp.data)
+    if "error" in body:
+        raise BadRequestError(code=body["error"].get("code"), err_code=body["error"].get("err_code"), description=body["error"].get("description"))
 
 
 async def verify_topology(js: JetStreamContext) -> list[str]:

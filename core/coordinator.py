@@ -17,6 +17,8 @@ from decimal import Decimal
 
 import msgspec
 
+from core import audit
+from core.audit import AuditEntry
 from core.execution_fsm import STAGE_TIMEOUT_MS, is_terminal, timeout_target, transition
 from core.guardrails import alert as make_alert
 from core.order_fsm import ORDER_LIVE, ORDER_TERMINAL, InvalidOrderTransition, order_transition
@@ -135,7 +137,12 @@ class _Step:
             self.r.reason_code = code
             self.r.detail = reason
         self.move(S.ESCAPING, reason)
-        self.emit(f"exec.escape.{self.r.cid}", EscapeRequest(reason=reason, cid=self.r.cid, requested_at=self.now))
+        self.emit(f"exec.escape.{self.r.cid}", EscapeRequest(reason=reason, cid=self.r.cid, requested_at=self.now, children=_live_children(self.r)))
+
+
+def _live_children(r: ExecutionRecord) -> tuple[str, ...]:
+    """Children that may be working at the venue: dispatched and not closed."""
+    return tuple(c.client_order_id for c in r.children if c.dispatched and c.state not in ORDER_TERMINAL)
 
 
 def _child(r: ExecutionRecord, coid: str) -> ChildRecord | None:
@@ -238,27 +245,13 @@ def decide(record: ExecutionRecord | None, fact: Fact, now: float, cfg: Coordina
     """Apply one fact. Returns the new record (with ``version`` bumped and ``outbox`` set to what
     must be published), or None when the fact changes nothing (duplicate, stale or late)."""
     if record is None:
-        if isinstance(fact, ExecutionCreated):
-            r = _new_record(fact.cid, fact.idempotency_key, now)
-            r.intent, r.mode, r.arrival_price = fact.intent, fact.mode, fact.arrival_price
-            r.target_qty = fact.intent.qty
-            r.version = 1
-            st = _Step(r, now, cfg)
-            st.move(S.PRECHECK, "intent accepted")
-            st.emit(_subject_cmd("precheck", r.cid), PrecheckCommand(cid=r.cid, step=r.version, intent=fact.intent, mode=fact.mode, reference_price=fact.arrival_price, issued_at=now))
-            r.outbox = st.out
-            return r
-        if isinstance(fact, IntentRejected):
-            r = _new_record(fact.cid, fact.idempotency_key, now)
-            r.version = 1
-            st = _Step(r, now, cfg)
-            st.alerts(fact.alerts)
-            st.fail(fact.reason_code, fact.detail)
-            r.outbox = []
-            return r
-        return None  # a fact for an execution that does not exist (yet): nothing to do
+        create = _CREATE.get(type(fact))
+        return create(fact, now, cfg) if create is not None else None  # no execution (yet): nothing to do
     if isinstance(fact, (ExecutionCreated, IntentRejected)):
         return None  # the same intent again: one execution
+    handler = _HANDLERS.get(type(fact))
+    if handler is None:
+        return None
 
     r = msgspec.structs.replace(record)
     r.children = [msgspec.structs.replace(c, trade_ids=list(c.trade_ids)) for c in record.children]
@@ -267,157 +260,239 @@ def decide(record: ExecutionRecord | None, fact: Fact, now: float, cfg: Coordina
     r.version = record.version + 1
     r.updated_at = now
     st = _Step(r, now, cfg)
-    before = msgspec.json.encode(record)
-
-    if isinstance(fact, PrecheckDone):
-        if r.state is not S.PRECHECK:
-            return None
-        st.alerts(fact.alerts)
-        if fact.passed and r.intent is not None:
-            r.target_qty = fact.qty if fact.qty is not None else r.intent.qty
-            st.move(S.SPLITTING, "precheck passed")
-            st.emit(_subject_cmd("split", r.cid), SplitCommand(cid=r.cid, step=r.version, intent=r.intent, qty=r.target_qty, idempotency_key=r.idempotency_key, issued_at=now))
-        else:
-            st.fail(fact.reason_code or ReasonCode.RISK_BLOCKED, fact.detail)
-
-    elif isinstance(fact, SplitDone):
-        if r.state is not S.SPLITTING:
-            return None
-        st.alerts(fact.alerts)
-        if not fact.children:
-            st.fail(fact.reason_code or ReasonCode.SPLIT_EMPTY, fact.detail or "no child orders")
-        else:
-            r.strategy = fact.strategy
-            r.target_qty = sum((c.qty for c in fact.children), Decimal(0))
-            r.children = [
-                ChildRecord(client_order_id=c.client_order_id, index=c.index, qty=c.qty, order_type=c.order_type, price=c.price, scheduled_at=c.scheduled_at)
-                for c in fact.children
-            ]
-            st.move(S.SENDING, f"{fact.strategy.value} x{len(fact.children)}")
-            _dispatch_due(st)
-
-    elif isinstance(fact, ChildAccepted):
-        c = _child(r, fact.client_order_id)
-        if c is None:
-            return None
-        c.venue_order_id = fact.venue_order_id
-        if c.state is O.SUBMITTED:
-            _set_child_state(c, O.ACKNOWLEDGED)
-        c.acked_at = c.acked_at or now
-        r.first_ack_at = r.first_ack_at or now
-        _settle(st)
-
-    elif isinstance(fact, ChildRejected):
-        c = _child(r, fact.client_order_id)
-        if c is None or c.state in ORDER_TERMINAL:
-            return None
-        c.reason_code = fact.reason_code
-        _set_child_state(c, O.REJECTED if fact.reason_code not in (ReasonCode.VENUE_TIMEOUT,) else O.FAILED)
-        if fact.error_class is ErrorClass.FATAL:
-            st.alert(AlertCode.FS095, r.state.value, f"venue fatal error: {fact.detail}")
-            st.escape("VENUE_FATAL", ReasonCode.VENUE_FATAL)
-        else:
-            _settle(st)
-
-    elif isinstance(fact, ChildFill):
-        c = _child(r, fact.client_order_id)
-        if c is None or fact.trade_id in c.trade_ids:
-            return None
-        c.trade_ids.append(fact.trade_id)
-        c.filled_qty += fact.qty
-        c.notional += fact.qty * fact.price
-        c.fees += fact.fee
-        c.last_fill_at = now
-        r.first_fill_at = r.first_fill_at or now
-        if c.state not in ORDER_TERMINAL:
-            _set_child_state(c, O.FILLED if c.filled_qty >= c.qty else O.PARTIALLY_FILLED)
-        _settle(st)
-        _dispatch_due(st)  # an ICEBERG slice filled: release the next
-
-    elif isinstance(fact, ChildClosed):
-        c = _child(r, fact.client_order_id)
-        if c is None or c.state in ORDER_TERMINAL:
-            return None
-        _set_child_state(c, fact.state)
-        if fact.state is O.REJECTED:
-            c.reason_code = ReasonCode.VENUE_REJECTED
-        _settle(st)
-        _dispatch_due(st)
-
-    elif isinstance(fact, ChildReplaced):
-        c = _child(r, fact.client_order_id)
-        if c is None or c.state in ORDER_TERMINAL:
-            return None
-        c.client_order_id = fact.new_client_order_id
-        c.price = fact.new_price
-        c.generation = fact.generation
-
-    elif isinstance(fact, AdjustDone):
-        if r.state is not S.ADJUSTING or fact.round != r.adjust_round:
-            return None  # late or repeated result of an earlier round
-        st.alerts(fact.alerts)
-        r.adjust_round = max(r.adjust_round, fact.round + 1)
-        for rep in fact.replaced:
-            c = _child(r, rep.client_order_id)
-            if c is not None and c.state not in ORDER_TERMINAL:
-                c.client_order_id, c.price, c.generation = rep.new_client_order_id, rep.new_price, rep.generation
-        if fact.action == "ESCAPE":
-            st.escape("adjustment limit reached", fact.reason_code or ReasonCode.SLIPPAGE_EXCEEDED)
-        else:
-            st.move(S.MONITORING, fact.action)
-            _settle(st)
-
-    elif isinstance(fact, TimerFired):
-        if is_terminal(r.state):
-            return None
-        if fact.kind == "SCHEDULE":
-            _dispatch_due(st)  # scheduled children only: no stage timeout is judged on this wake
-        else:
-            if r.deadline_at and now >= r.deadline_at:
-                _on_stage_timeout(st)
-            _dispatch_due(st)
-            _check_fill_delay(st)
-
-    elif isinstance(fact, EscapeStarted):
-        if is_terminal(r.state):
-            return None
-        if r.state is not S.ESCAPING:
-            st.move(S.ESCAPING, fact.reason)
-
-    elif isinstance(fact, EscapeDone):
-        if is_terminal(r.state):
-            return None
-        if r.state is not S.ESCAPING:
-            st.move(S.ESCAPING, fact.reason)
-        st.alerts(fact.alerts)
-        for coid in fact.cancelled:
-            c = _child(r, coid)
-            if c is not None and c.state not in ORDER_TERMINAL:
-                _set_child_state(c, O.CANCELLED)
-        for c in r.children:
-            if not c.dispatched and c.state is O.CREATED:
-                _set_child_state(c, O.CANCELLED)  # never sent: nothing to cancel at the venue
-        r.escape_reported = True
-        if fact.flatten_client_order_id:
-            r.flatten_client_order_id = fact.flatten_client_order_id
-        if fact.failed:
-            r.deadline_at = now + ESCAPE_RETRY_S  # re-escape what could not be cancelled
-        _settle(st)
-
-    elif isinstance(fact, StageFailed):
-        if is_terminal(r.state):
-            return None
-        if r.state in (S.PRECHECK, S.SPLITTING) or (r.state is S.SENDING and not any(c.dispatched for c in r.children)):
-            st.fail(fact.reason_code, f"{fact.stage}: {fact.detail}")
-        else:
-            st.escape(f"{fact.stage} dead-lettered: {fact.detail}", fact.reason_code)
-    else:
+    if handler(st, fact) is False:
         return None
-
     r.outbox = st.out
-    if msgspec.json.encode(msgspec.structs.replace(r, version=record.version, updated_at=record.updated_at, outbox=record.outbox, last_fact_seq=record.last_fact_seq, outbox_log=record.outbox_log)) == before:
+    unchanged = msgspec.structs.replace(r, version=record.version, updated_at=record.updated_at, outbox=record.outbox, last_fact_seq=record.last_fact_seq, outbox_log=record.outbox_log)
+    if unchanged == record:
         return None  # nothing changed
     return r
+
+
+# ---- a new execution ---------------------------------------------------------------------------
+def _created(fact: ExecutionCreated, now: float, cfg: CoordinatorConfig) -> ExecutionRecord:
+    r = _new_record(fact.cid, fact.idempotency_key, now)
+    r.intent, r.mode, r.arrival_price = fact.intent, fact.mode, fact.arrival_price
+    r.target_qty = fact.intent.qty
+    r.version = 1
+    st = _Step(r, now, cfg)
+    st.move(S.PRECHECK, "intent accepted")
+    st.emit(_subject_cmd("precheck", r.cid), PrecheckCommand(cid=r.cid, step=r.version, intent=fact.intent, mode=fact.mode, reference_price=fact.arrival_price, issued_at=now))
+    r.outbox = st.out
+    return r
+
+
+def _rejected(fact: IntentRejected, now: float, cfg: CoordinatorConfig) -> ExecutionRecord:
+    r = _new_record(fact.cid, fact.idempotency_key, now)
+    r.version = 1
+    st = _Step(r, now, cfg)
+    st.alerts(fact.alerts)
+    st.fail(fact.reason_code, fact.detail)
+    r.outbox = []
+    return r
+
+
+_CREATE = {ExecutionCreated: _created, IntentRejected: _rejected}
+
+
+# ---- one handler per fact type: each returns False when the fact changes nothing ----------------
+def _on_precheck_done(st: _Step, fact: PrecheckDone) -> bool | None:
+    r = st.r
+    if r.state is not S.PRECHECK:
+        return False
+    st.alerts(fact.alerts)
+    if fact.passed and r.intent is not None:
+        r.target_qty = fact.qty if fact.qty is not None else r.intent.qty
+        st.move(S.SPLITTING, "precheck passed")
+        st.emit(_subject_cmd("split", r.cid), SplitCommand(cid=r.cid, step=r.version, intent=r.intent, qty=r.target_qty, idempotency_key=r.idempotency_key, issued_at=st.now))
+    else:
+        st.fail(fact.reason_code or ReasonCode.RISK_BLOCKED, fact.detail)
+    return None
+
+
+def _on_split_done(st: _Step, fact: SplitDone) -> bool | None:
+    r = st.r
+    if r.state is not S.SPLITTING:
+        return False
+    st.alerts(fact.alerts)
+    if not fact.children:
+        st.fail(fact.reason_code or ReasonCode.SPLIT_EMPTY, fact.detail or "no child orders")
+        return None
+    r.strategy = fact.strategy
+    r.target_qty = sum((c.qty for c in fact.children), Decimal(0))
+    r.children = [
+        ChildRecord(client_order_id=c.client_order_id, index=c.index, qty=c.qty, order_type=c.order_type, price=c.price, scheduled_at=c.scheduled_at)
+        for c in fact.children
+    ]
+    st.move(S.SENDING, f"{fact.strategy.value} x{len(fact.children)}")
+    _dispatch_due(st)
+    return None
+
+
+def _on_child_accepted(st: _Step, fact: ChildAccepted) -> bool | None:
+    r = st.r
+    c = _child(r, fact.client_order_id)
+    if c is None:
+        return False
+    c.venue_order_id = fact.venue_order_id
+    if c.state is O.SUBMITTED:
+        _set_child_state(c, O.ACKNOWLEDGED)
+    c.acked_at = c.acked_at or st.now
+    r.first_ack_at = r.first_ack_at or st.now
+    _settle(st)
+    return None
+
+
+def _on_child_rejected(st: _Step, fact: ChildRejected) -> bool | None:
+    c = _child(st.r, fact.client_order_id)
+    if c is None or c.state in ORDER_TERMINAL:
+        return False
+    c.reason_code = fact.reason_code
+    _set_child_state(c, O.REJECTED if fact.reason_code not in (ReasonCode.VENUE_TIMEOUT,) else O.FAILED)
+    if fact.error_class is ErrorClass.FATAL:
+        st.alert(AlertCode.FS095, st.r.state.value, f"venue fatal error: {fact.detail}")
+        st.escape("VENUE_FATAL", ReasonCode.VENUE_FATAL)
+    else:
+        _settle(st)
+    return None
+
+
+def _on_child_fill(st: _Step, fact: ChildFill) -> bool | None:
+    r = st.r
+    c = _child(r, fact.client_order_id)
+    if c is None or fact.trade_id in c.trade_ids:
+        return False
+    c.trade_ids.append(fact.trade_id)
+    c.filled_qty += fact.qty
+    c.notional += fact.qty * fact.price
+    c.fees += fact.fee
+    c.last_fill_at = st.now
+    r.first_fill_at = r.first_fill_at or st.now
+    if c.state not in ORDER_TERMINAL:
+        _set_child_state(c, O.FILLED if c.filled_qty >= c.qty else O.PARTIALLY_FILLED)
+    _settle(st)
+    _dispatch_due(st)  # an ICEBERG slice filled: release the next
+    return None
+
+
+def _on_child_closed(st: _Step, fact: ChildClosed) -> bool | None:
+    c = _child(st.r, fact.client_order_id)
+    if c is None or c.state in ORDER_TERMINAL:
+        return False
+    _set_child_state(c, fact.state)
+    if fact.state is O.REJECTED:
+        c.reason_code = ReasonCode.VENUE_REJECTED
+    _settle(st)
+    _dispatch_due(st)
+    return None
+
+
+def _on_child_replaced(st: _Step, fact: ChildReplaced) -> bool | None:
+    c = _child(st.r, fact.client_order_id)
+    if c is None or c.state in ORDER_TERMINAL:
+        return False
+    c.client_order_id = fact.new_client_order_id
+    c.price = fact.new_price
+    c.generation = fact.generation
+    return None
+
+
+def _on_adjust_done(st: _Step, fact: AdjustDone) -> bool | None:
+    r = st.r
+    if r.state is not S.ADJUSTING or fact.round != r.adjust_round:
+        return False  # late or repeated result of an earlier round
+    st.alerts(fact.alerts)
+    r.adjust_round = max(r.adjust_round, fact.round + 1)
+    for rep in fact.replaced:
+        c = _child(r, rep.client_order_id)
+        if c is not None and c.state not in ORDER_TERMINAL:
+            c.client_order_id, c.price, c.generation = rep.new_client_order_id, rep.new_price, rep.generation
+    if fact.action == "ESCAPE":
+        st.escape("adjustment limit reached", fact.reason_code or ReasonCode.SLIPPAGE_EXCEEDED)
+    else:
+        st.move(S.MONITORING, fact.action)
+        _settle(st)
+    return None
+
+
+def _on_timer(st: _Step, fact: TimerFired) -> bool | None:
+    r = st.r
+    if is_terminal(r.state):
+        return False
+    if fact.kind == "SCHEDULE":
+        _dispatch_due(st)  # scheduled children only: no stage timeout is judged on this wake
+        return None
+    if r.deadline_at and st.now >= r.deadline_at:
+        _on_stage_timeout(st)
+    _dispatch_due(st)
+    _check_fill_delay(st)
+    return None
+
+
+def _on_escape_started(st: _Step, fact: EscapeStarted) -> bool | None:
+    r = st.r
+    if is_terminal(r.state):
+        return False
+    if r.state is not S.ESCAPING:
+        st.move(S.ESCAPING, fact.reason)
+    return None
+
+
+def _on_escape_done(st: _Step, fact: EscapeDone) -> bool | None:
+    r = st.r
+    if is_terminal(r.state):
+        return False
+    if r.state is not S.ESCAPING:
+        st.move(S.ESCAPING, fact.reason)
+    st.alerts(fact.alerts)
+    for coid in fact.cancelled:
+        c = _child(r, coid)
+        if c is not None and c.state not in ORDER_TERMINAL:
+            _set_child_state(c, O.CANCELLED)
+    for c in r.children:
+        if not c.dispatched and c.state is O.CREATED:
+            _set_child_state(c, O.CANCELLED)  # never sent: nothing to cancel at the venue
+    r.escape_reported = True
+    if fact.flatten_client_order_id:
+        r.flatten_client_order_id = fact.flatten_client_order_id
+    if fact.failed:
+        r.deadline_at = st.now + ESCAPE_RETRY_S  # re-escape what could not be cancelled
+    # A child the escape worker did not know of (it looked at a snapshot taken before that child
+    # was sent): cancel it now, by name, instead of waiting for the ESCAPING deadline.
+    tried = set(fact.attempted) | set(fact.cancelled) | set(fact.failed)
+    missed = tuple(coid for coid in _live_children(r) if coid not in tried)
+    if missed:
+        st.emit(f"exec.escape.{r.cid}", EscapeRequest(reason=f"escape: {len(missed)} live children missed", cid=r.cid, requested_at=st.now, children=missed))
+    _settle(st)
+    return None
+
+
+def _on_stage_failed(st: _Step, fact: StageFailed) -> bool | None:
+    r = st.r
+    if is_terminal(r.state):
+        return False
+    if r.state in (S.PRECHECK, S.SPLITTING) or (r.state is S.SENDING and not any(c.dispatched for c in r.children)):
+        st.fail(fact.reason_code, f"{fact.stage}: {fact.detail}")
+    else:
+        st.escape(f"{fact.stage} dead-lettered: {fact.detail}", fact.reason_code)
+    return None
+
+
+_HANDLERS = {
+    PrecheckDone: _on_precheck_done,
+    SplitDone: _on_split_done,
+    ChildAccepted: _on_child_accepted,
+    ChildRejected: _on_child_rejected,
+    ChildFill: _on_child_fill,
+    ChildClosed: _on_child_closed,
+    ChildReplaced: _on_child_replaced,
+    AdjustDone: _on_adjust_done,
+    TimerFired: _on_timer,
+    EscapeStarted: _on_escape_started,
+    EscapeDone: _on_escape_done,
+    StageFailed: _on_stage_failed,
+}
+"""What each fact does to an execution: the whole decision table of the coordinator."""
 
 
 def _on_stage_timeout(st: _Step) -> None:
@@ -485,6 +560,13 @@ def next_wake(r: ExecutionRecord, cfg: CoordinatorConfig = CoordinatorConfig()) 
     warned = {a.message.split(" ")[0] for a in r.alerts if a.code is AlertCode.GR064}
     times += [c.sent_at + cfg.fill_delay_warn_s + 0.001 for c in r.children if c.state in ORDER_LIVE and c.filled_qty == 0 and c.sent_at and c.client_order_id not in warned]
     return min(times) if times else None
+
+
+def decision_audit(before: ExecutionRecord | None, after: ExecutionRecord, seq: int, now: float, fact: Fact) -> list[AuditEntry]:
+    """The audit entries of one decision: its execution transitions and the alerts it raised, once
+    each — the id names the fact that caused them (``coord:<fact stream seq>``), so deciding the same
+    fact again (a redelivery, a takeover's replay) writes the same ids."""
+    return audit.numbered(audit.execution_entries(after.cid, before, after, now, type(fact).__name__), f"coord:{seq}")
 
 
 def _plain(d: Decimal) -> Decimal:

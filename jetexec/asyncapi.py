@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from bus.topology import CONSUMERS, INTAKE_SUBJECT, STREAMS, VENUE_API
+from bus.topology import CONSUMERS, INTAKE_SUBJECT, STREAMS, VENUE_API, result_subject
 from core.audit import AuditEntry
 from core.intake import INTENT_FIELDS, MAX_HORIZON_S
 from core.symbols import SymbolSpec
@@ -168,9 +168,15 @@ def document() -> dict[str, Any]:
 
     # the fact log
     evt = streams["EXEC_EVT"]
-    channel("facts", "exec.evt.{cid}", f"The fact log (stream {evt.name}, limits retention, deny delete): every stage result and venue event of one execution, in order. Consumers: {', '.join(consumers_of(evt.name))}. The `type` field names the fact.", {f.__name__: message(f.__name__, f, (f.__doc__ or f.__name__).strip().splitlines()[0], HEADERS) for f in facts}, {"cid": "correlation id"}, {"stream": evt.name})
+    stored = f" The stream stores each fact as `{evt.transform[1]}` (a subject transform: one partition per coordinator consumer)." if evt.transform else ""
+    channel("facts", "exec.evt.{cid}", f"The fact log (stream {evt.name}, limits retention, deny delete): every stage result and venue event of one execution, in order, published on `exec.evt.<cid>`.{stored} Consumers: {', '.join(consumers_of(evt.name))}. The `type` field names the fact.", {f.__name__: message(f.__name__, f, (f.__doc__ or f.__name__).strip().splitlines()[0], HEADERS) for f in facts}, {"cid": "correlation id"}, {"stream": evt.name})
     op("publishFacts", "send", "facts", [f.__name__ for f in facts], "the gateway, stage workers, monitor, escape worker and ledger (back-filled fills) publish facts")
     op("consumeFacts", "receive", "facts", [f.__name__ for f in facts], "the coordinator and the ledger consume every fact (durable consumers)")
+
+    # terminal results
+    channel("results", result_subject("{cid}"), "The terminal result of one execution (core NATS, not persisted), published by the coordinator after it stored the final snapshot (KV EXECUTIONS). `JetexecClient.wait` subscribes before reading the snapshot.", {"ExecutionResult": message("ExecutionResult", ExecutionResult, "COMPLETE, FAILED or ESCAPED (README \"Result\")")}, {"cid": "correlation id"})
+    op("publishResult", "send", "results", ["ExecutionResult"], "the coordinator announces a terminal result")
+    op("receiveResult", "receive", "results", ["ExecutionResult"], "the client (`submit --wait`, `wait`) receives it")
 
     # stage commands
     for stage, cmd in STAGE_COMMANDS.items():

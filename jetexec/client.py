@@ -21,6 +21,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from nats.errors import MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeout
@@ -29,10 +30,11 @@ from nats.js.errors import KeyNotFoundError
 from bus import tracing
 from bus.runtime import tracing_on
 from bus.settings import NatsSettings, connect
-from bus.topology import INTAKE_SUBJECT, KV_EXECUTIONS, KV_LEDGER, KV_SAFETY, escape_subject
+from bus.topology import INTAKE_SUBJECT, KV_EXECUTIONS, KV_LEDGER, KV_SAFETY, escape_subject, result_subject
 from core.coordinator import to_result
 from core.execution_fsm import TERMINAL
 from core.ids import rejection_id
+from core.intake import IntentError, intent_identity, parse_intent
 from core.order_fsm import ORDER_TERMINAL
 from schemas.codec import decode, encode
 from schemas.enums import ExecutionMode, ExecutionState, OrderState, ReasonCode, SafetyState
@@ -41,8 +43,36 @@ from schemas.venue import SymbolInfo
 from workers.common import VenueClient
 
 
+RECHECK_S = 2.0  # how often an execution still open is re-read from its snapshot (results are core NATS)
+
+
 class JetexecError(RuntimeError):
     pass
+
+
+def predicted_cid(raw: bytes) -> str | None:
+    """The correlation id the gateway will give this intent (None when it would reject it: the
+    receipt says which id it got then)."""
+    try:
+        return intent_identity(parse_intent(raw, None))[1]
+    except IntentError:
+        return None
+
+
+def receipt_result(receipt: IntakeReceipt) -> ExecutionResult:
+    """A receipt as a result (a rejected intent's only answer)."""
+    return ExecutionResult(
+        correlation_id=receipt.correlation_id,
+        idempotency_key=receipt.idempotency_key,
+        state=receipt.state,
+        filled_qty=Decimal(0),
+        avg_fill_price=None,
+        fill_rate=Decimal(0),
+        reason_code=receipt.reason_code,
+        alerts=list(receipt.alerts),
+        children=[],
+        detail=receipt.detail,
+    )
 
 
 class JetexecClient:
@@ -112,38 +142,113 @@ class JetexecClient:
         return results[cid]
 
     async def wait_many(self, cids: Iterable[str], timeout: float = 60.0, on_update=None) -> dict[str, ExecutionResult]:
-        """Watch KV until every execution is terminal (or the timeout: then their current state)."""
+        """Wait until every execution is terminal (or the timeout: then their current state).
+
+        The coordinator publishes each terminal result on ``exec.result.<cid>`` after storing the
+        execution's final snapshot, so: subscribe to each result first, then read each snapshot once
+        (what finished before the subscription is in it), then wait. Results are core NATS (lost if
+        the connection drops at that moment), so executions still open are re-read every
+        ``RECHECK_S``. ``on_update`` is called with each terminal ExecutionResult as it arrives."""
         want = set(cids)
-        latest: dict[str, ExecutionRecord] = {}
-        kv = await self.kv()
-        watcher = await kv.watchall()
+        results: dict[str, ExecutionResult] = {}
+        done = asyncio.Event()
+
+        def found(result: ExecutionResult) -> None:
+            if result.correlation_id in results or result.correlation_id not in want:
+                return
+            results[result.correlation_id] = result
+            if on_update is not None:
+                on_update(result)
+            if len(results) == len(want):
+                done.set()
+
+        async def on_result(msg) -> None:
+            try:
+                found(decode(msg.data, ExecutionResult))
+            except Exception:
+                return
+
+        subs = [await self.nc.subscribe(result_subject(cid), cb=on_result) for cid in want]
         deadline = time.monotonic() + timeout
         try:
-            while True:
-                done = {c for c, r in latest.items() if r.state in TERMINAL}
-                if want <= done:
-                    break
+            await self.nc.flush()
+            if not want:
+                return {}
+            pending = list(want)
+            while pending:
+                for result in await self._terminal_snapshots(pending):
+                    found(result)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if done.is_set() or remaining <= 0:
                     break
                 try:
-                    entry = await watcher.updates(timeout=min(remaining, 1.0))
-                except (NatsTimeout, asyncio.TimeoutError):
-                    continue
-                if entry is None or entry.value is None or entry.key not in want:
-                    continue
-                rec = decode(entry.value, ExecutionRecord)
-                latest[entry.key] = rec
-                if on_update is not None:
-                    on_update(rec)
+                    await asyncio.wait_for(done.wait(), min(remaining, RECHECK_S))
+                except asyncio.TimeoutError:
+                    pass
+                pending = [c for c in want if c not in results]
         finally:
-            await watcher.stop()
-        out = {}
-        for c in want:
-            rec = latest.get(c) or await self.record(c)
+            for sub in subs:
+                try:
+                    await sub.unsubscribe()
+                except Exception:
+                    pass
+        out = dict(results)
+        for c in want - set(results):  # timed out: report where it stands
+            rec = await self.record(c)
             if rec is not None:
                 out[c] = to_result(rec)
         return out
+
+    async def execute(self, intent: bytes | str | dict[str, Any], timeout: float = 60.0) -> ExecutionResult:
+        """Submit one intent and wait for its terminal result, with no snapshot read on the way:
+        the result subscription is made before the intent leaves (its id is derived from its
+        content), so the result cannot go by unseen. A refused or rejected intent returns its
+        FAILED receipt as the result."""
+        raw = intent if isinstance(intent, bytes) else (intent.encode() if isinstance(intent, str) else json.dumps(intent).encode())
+        expected = predicted_cid(raw)
+        box: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        async def on_result(msg) -> None:
+            if not box.done():
+                try:
+                    box.set_result(decode(msg.data, ExecutionResult))
+                except Exception:
+                    return
+
+        sub = await self.nc.subscribe(result_subject(expected), cb=on_result) if expected else None
+        try:
+            receipt = await self.submit(raw, timeout=timeout)
+            if receipt.correlation_id != expected or not receipt.accepted:
+                if sub is not None:
+                    await sub.unsubscribe()
+                    sub = None
+                return (await self.wait_many([receipt.correlation_id], timeout)).get(receipt.correlation_id) or receipt_result(receipt)
+            deadline = time.monotonic() + timeout
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    return await asyncio.wait_for(asyncio.shield(box), min(max(remaining, 0.01), RECHECK_S))
+                except asyncio.TimeoutError:
+                    pass
+                snap = await self._terminal_snapshots([expected])
+                if snap:
+                    return snap[0]
+                if time.monotonic() >= deadline:
+                    rec = await self.record(expected)
+                    return to_result(rec) if rec is not None else receipt_result(receipt)
+        finally:
+            if sub is not None:
+                await sub.unsubscribe()
+
+    async def _terminal_snapshots(self, cids: list[str]) -> list[ExecutionResult]:
+        sem = asyncio.Semaphore(64)
+
+        async def one(cid: str) -> ExecutionResult | None:
+            async with sem:
+                rec = await self.record(cid)
+            return to_result(rec) if rec is not None and rec.state in TERMINAL else None
+
+        return [r for r in await asyncio.gather(*(one(c) for c in cids)) if r is not None]
 
     async def escape(self, cid: str | None, flatten: bool = False, reason: str = "MANUAL", safety_state: SafetyState | None = None) -> None:
         req = EscapeRequest(reason=reason, cid=cid, flatten=flatten, requested_at=time.time(), safety_state=safety_state)

@@ -558,11 +558,6 @@ def nats_env(cfg: Config) -> dict[str, str]:
     return {f"JETEXEC_NATS_{k}": str(v) for k, v in pairs.items() if v}
 
 
-def coordinator_config_from_env(env: Mapping[str, str]) -> CoordinatorConfig:
-    """The coordinator settings the workers were given (replaying the fact log needs the same)."""
-    return CoordinatorConfig.from_mapping(json.loads(env.get("JETEXEC_COORDINATOR_CONFIG") or "{}"))
-
-
 # ---- showing it --------------------------------------------------------------------------------
 
 

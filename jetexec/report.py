@@ -7,13 +7,11 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from core.tca import batch_tca, execution_tca, to_json
-from jetexec.config import coordinator_config_from_env
 from jetexec.report_html import render
 from workers.ledger import query, store, venue_ops
 from workers.ledger.tca_data import chart_data, tca_input
@@ -34,7 +32,7 @@ async def build_report(nc, cids: list[str] | None, *, since: float | None = None
     if cids is not None:
         for cid in cids:
             if cid not in states:  # the ledger has not seen it (yet): rebuild from the fact log
-                st = await query.rebuild_state(nc, cid, coordinator_config_from_env(os.environ))
+                st = await query.rebuild_state(nc, cid)
                 if st is not None:
                     states[cid] = st
         missing = [c for c in cids if c not in states]
@@ -43,6 +41,7 @@ async def build_report(nc, cids: list[str] | None, *, since: float | None = None
         ordered = [states[c] for c in cids]
     else:
         ordered = sorted(states.values(), key=lambda s: (s.created_ts, s.cid))
+    await query.attach_records(nc, {s.cid: s for s in ordered})
     ordered = [s for s in ordered if s.record is not None and (since is None or s.created_ts >= since) and (until is None or s.created_ts <= until)]
     kv = await nc.jetstream(timeout=5).key_value("LEDGER")
     items = []

@@ -75,6 +75,17 @@ class Supervisor:
         self.stopping = False
         self.quiet = quiet
         self.restart_log: list[tuple[float, str]] = []
+        self.server_pid: int | None = None
+
+    def pids(self) -> dict[str, list[int]]:
+        """Process ids by worker name (replicas together), plus ``nats-server`` when embedded."""
+        out: dict[str, list[int]] = {}
+        for c in self.children:
+            if c.proc is not None and c.proc.returncode is None:
+                out.setdefault(c.name, []).append(c.proc.pid)
+        if self.server_pid:
+            out["nats-server"] = [self.server_pid]
+        return out
 
     def log_path(self, child: Child) -> Path:
         return self.log_dir / f"{child.name}-{child.replica}.log"
@@ -190,6 +201,7 @@ async def run_up(data_dir: Path, port: int, host: str = "127.0.0.1", mode: str =
     server = EmbeddedServer(data_dir, port=port, host=host)
     server.start()
     sup = Supervisor(server.url, data_dir, workers=workers, env=env, quiet=quiet)
+    sup.server_pid = server.proc.pid if server.proc else None  # for CPU accounting (bench)
     stop = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

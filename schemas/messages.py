@@ -232,6 +232,7 @@ class EscapeDone(_Fact, tag="EscapeDone"):
     reason: str
     cancelled: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
+    attempted: tuple[str, ...] = ()  # every child the escape worker tried to cancel
     flatten_client_order_id: str | None = None
     alerts: tuple[Alert, ...] = ()
 
@@ -242,6 +243,15 @@ class StageFailed(_Fact, tag="StageFailed"):
     stage: str
     reason_code: ReasonCode
     detail: str = ""
+
+
+class PartitionProbe(_Fact, tag="PartitionProbe"):
+    """No execution's fact: it makes the server deliver something on a partition, so that an idle
+    partition whose owner died gets a new owner (ownership moves only with a delivery). ``cid`` is
+    a token that the partition transform maps to ``partition``."""
+
+    partition: int
+    by: str = ""
 
 
 Fact = (
@@ -259,6 +269,7 @@ Fact = (
     | EscapeStarted
     | EscapeDone
     | StageFailed
+    | PartitionProbe
 )
 
 
@@ -273,6 +284,9 @@ class EscapeRequest(msgspec.Struct, frozen=True, kw_only=True):
     flatten: bool = False
     requested_at: float = 0.0
     safety_state: SafetyState | None = None  # set for halt (LOCKDOWN)
+    # Set by the coordinator, which knows them: the children live at the venue (dispatched, not
+    # closed). None (an operator's request) = the escape worker looks them up itself.
+    children: tuple[str, ...] | None = None
     v: int = SCHEMA_VERSION
 
 
@@ -354,6 +368,15 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     outbox: list[OutMsg] = []
     outbox_log: list[OutboxEntry] = []  # the last few outboxes, by fact sequence
     trace_parent: str = ""  # W3C traceparent of the execution's trace (timers, re-publishes, escapes join it)
+
+
+class Checkpoint(msgspec.Struct, kw_only=True):
+    """A coordinator partition's checkpoint (KV ``COORD`` key ``cp.<p>``)."""
+
+    w: int = 0  # watermark: the partition's facts up to this stream sequence are in the stored records
+    live: list[str] = []  # the partition's live executions at that point
+    owner: str = ""
+    at: float = 0.0
 
 
 class ChildResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,7 +18,6 @@ epoch seconds, ISO-8601 (UTC when naive) or relative (``-15m``, ``-2h``). See do
 from __future__ import annotations
 
 import json
-import os
 import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -33,7 +32,6 @@ from core.ledger import orders_by_state, orders_by_symbol, orders_in_time_range
 from jetexec import views
 from jetexec.cli.common import CliError, ConfigPath, ExitCode, NatsUrl, connected, correlation_id, err, fail, json_line, run, show
 from jetexec.cli.executions import symbol_specs
-from jetexec.config import coordinator_config_from_env
 from jetexec.report import UnknownExecutions, build_report
 from jetexec.report_html import render
 from schemas.enums import OrderState
@@ -176,7 +174,7 @@ def verify_cmd(as_json: bool = typer.Option(False, "--json"), nats_url: Optional
     async def main() -> None:
         async with connected(nats_url, config) as client:
             nc = client.nc
-            r = await query.replay_stream(nc, coordinator_config_from_env(os.environ))
+            r = await query.replay_stream(nc)
             live_book = await query.position_book(nc)
             live_states = await query.states(nc)
         diffs = query.compare_books(live_book, query.replay_positions(r.fills))

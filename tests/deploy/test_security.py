@@ -35,7 +35,7 @@ import pytest
 
 from bus.server import free_port, port_open, server_binary
 from bus.settings import NatsSettings, connect
-from bus.topology import BUCKETS, CONSUMERS, KV_SAFETY, STREAMS, ensure_topology, verify_topology
+from bus.topology import BUCKETS, CONSUMERS, COORDINATOR_CONSUMERS, KV_SAFETY, STREAMS, ensure_topology, verify_topology
 from tests.conftest import wait_for, wait_for_sync
 
 pytest.importorskip("cryptography", reason="the TLS tests need cryptography (pip install -r requirements-deploy.txt)")
@@ -423,7 +423,7 @@ async def test_workers_may_not_create_update_delete_or_purge_streams(secured):
                 "$JS.API.CONSUMER.DURABLE.CREATE.EXEC_CMD.rogue",
                 # every durable consumer: nobody deletes it, nobody but its owner pulls from it
                 *(f"$JS.API.CONSUMER.DELETE.{x.stream}.{x.durable}" for x in CONSUMERS.values()),
-                *(nxt(x.stream, x.durable) for name, x in CONSUMERS.items() if name != user),
+                *(nxt(x.stream, x.durable) for name, x in CONSUMERS.items() if owner_of(name) != user),
             ):
                 assert await c.publish_denied(api, b"{}"), f"{user} may send {api}"
             # the library call a worker would make is refused too: no answer, the stream stays
@@ -491,6 +491,11 @@ def get(bucket: str) -> str:
     return f"$JS.API.DIRECT.GET.KV_{bucket}.$KV.{bucket}.k"
 
 
+def owner_of(consumer: str) -> str:
+    """The worker that pulls from a durable consumer (every coordinator-p<N> is the coordinator's)."""
+    return "coordinator" if consumer in COORDINATOR_CONSUMERS else consumer
+
+
 def nxt(stream: str, durable: str) -> str:
     return f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
 
@@ -503,10 +508,17 @@ MATRIX: dict[str, dict[str, list[str]]] = {
         "sub_deny": ["exec.evt.*", "venue.api.new", ">"],
     },
     "coordinator": {
-        "pub_allow": ["exec.cmd.split.c1", "exec.escape.c1", "exec.evt.c1", "exec.dlq.coordinator", "$KV.EXECUTIONS.c1", nxt("EXEC_EVT", "coordinator"), ack("EXEC_EVT", "coordinator"), get("EXECUTIONS")],
-        "pub_deny": ["venue.api.new", "venue.api.cancel", "$KV.SAFETY.state", nxt("EXEC_EVT", "ledger"), ack("EXEC_EVT", "ledger"), "exec.dlq.split", "exec.audit.c1"],
-        "sub_allow": ["_INBOX.abc"],
-        "sub_deny": ["exec.cmd.>", "venue.md.AAPL", ">"],
+        "pub_allow": [
+            "exec.cmd.split.c1", "exec.escape.c1", "exec.evt.c1", "exec.dlq.coordinator", "exec.audit.c1", "exec.result.c1", "$KV.EXECUTIONS.c1", "$KV.COORD.cp.0",
+            nxt("EXEC_EVT", "coordinator-p0"), ack("EXEC_EVT", "coordinator-p7"), "$JS.API.CONSUMER.UNPIN.EXEC_EVT.coordinator-p3", "$JS.API.CONSUMER.CREATE.EXEC_EVT", "$JS.API.CONSUMER.DELETE.EXEC_EVT.eph1", get("EXECUTIONS"), get("COORD"),
+        ],
+        "pub_deny": [
+            "venue.api.new", "venue.api.cancel", "$KV.SAFETY.state", nxt("EXEC_EVT", "ledger"), ack("EXEC_EVT", "ledger"), "exec.dlq.split",
+            "$JS.API.CONSUMER.DELETE.EXEC_EVT.coordinator-p0", "$JS.API.CONSUMER.DELETE.EXEC_EVT.coordinator-p7", "$JS.API.CONSUMER.DELETE.EXEC_EVT.ledger",
+            "$JS.API.CONSUMER.CREATE.EXEC_EVT.ledger.exec.evt.>", "$JS.API.CONSUMER.UNPIN.EXEC_EVT.ledger",
+        ],
+        "sub_allow": ["_INBOX.abc", "exec.ctl.record.c1", "exec.ctl.live"],
+        "sub_deny": ["exec.cmd.>", "venue.md.AAPL", "exec.result.*", ">"],
     },
     "precheck": {
         "pub_allow": [nxt("EXEC_CMD", "precheck"), ack("EXEC_CMD", "precheck"), "exec.evt.c1", "exec.dlq.precheck", "venue.api.specs", "$KV.COUNTERS.day.s1", get("SAFETY"), get("COUNTERS"), get("LEDGER"), "$JS.API.CONSUMER.CREATE.KV_SAFETY.w1.$KV.SAFETY.>", "$JS.API.CONSUMER.CREATE.KV_LEDGER"],
@@ -539,8 +551,8 @@ MATRIX: dict[str, dict[str, list[str]]] = {
         "sub_deny": [">"],
     },
     "escape": {
-        "pub_allow": [nxt("EXEC_ESCAPE", "escape"), ack("EXEC_ESCAPE", "escape"), "exec.evt.c1", "venue.api.cancel", "venue.api.new", "$KV.SAFETY.halt.ALL", "$KV.SAFETY.state", get("EXECUTIONS"), "$JS.API.CONSUMER.INFO.EXEC_ESCAPE.escape"],
-        "pub_deny": ["venue.api.modify", "$KV.EXECUTIONS.c1", "exec.cmd.send.c1", nxt("EXEC_CMD", "send")],
+        "pub_allow": [nxt("EXEC_ESCAPE", "escape"), ack("EXEC_ESCAPE", "escape"), "exec.evt.c1", "venue.api.cancel", "venue.api.new", "$KV.SAFETY.halt.ALL", "$KV.SAFETY.state", get("EXECUTIONS"), get("COORD"), "exec.ctl.record.c1", "exec.ctl.live", "$JS.API.CONSUMER.INFO.EXEC_ESCAPE.escape"],
+        "pub_deny": ["venue.api.modify", "$KV.EXECUTIONS.c1", "$KV.COORD.cp.0", "exec.cmd.send.c1", nxt("EXEC_CMD", "send")],
         "sub_allow": ["_INBOX.abc"],
         "sub_deny": ["exec.escape.*", ">"],
     },
@@ -552,10 +564,10 @@ MATRIX: dict[str, dict[str, list[str]]] = {
         ],
         "pub_deny": [
             "venue.api.new", "venue.api.cancel", "venue.api.modify", "venue.api.faults", "$KV.EXECUTIONS.c1", "$KV.SAFETY.state",
-            nxt("EXEC_EVT", "coordinator"), "$JS.API.CONSUMER.DELETE.EXEC_EVT.coordinator", "$JS.API.CONSUMER.DELETE.EXEC_EVT.ledger",
-            "$JS.API.CONSUMER.CREATE.EXEC_EVT.coordinator.exec.evt.*", "$JS.API.STREAM.MSG.GET.AUDIT",
+            nxt("EXEC_EVT", "coordinator-p0"), "$JS.API.CONSUMER.DELETE.EXEC_EVT.coordinator-p0", "$JS.API.CONSUMER.DELETE.EXEC_EVT.ledger",
+            "$JS.API.CONSUMER.CREATE.EXEC_EVT.coordinator-p0.exec.evt.0.*", "$JS.API.STREAM.MSG.GET.AUDIT",
         ],
-        "sub_allow": ["venue.md.AAPL", "_INBOX.abc"],
+        "sub_allow": ["venue.md.AAPL", "_INBOX.abc", "exec.result.c1"],
         "sub_deny": ["exec.evt.*", ">"],
     },
     "paper-exchange": {
@@ -567,7 +579,7 @@ MATRIX: dict[str, dict[str, list[str]]] = {
     "client": {
         "pub_allow": ["exec.intake", "venue.api.symbols", get("EXECUTIONS")],
         "pub_deny": ["exec.escape.all", "$KV.SAFETY.state", "venue.api.new", "exec.evt.c1", get("LEDGER")],
-        "sub_allow": ["_INBOX.abc"],
+        "sub_allow": ["_INBOX.abc", "exec.result.c1"],
         "sub_deny": ["exec.evt.*", ">"],
     },
     "operator": {
@@ -577,10 +589,11 @@ MATRIX: dict[str, dict[str, list[str]]] = {
         ],
         "pub_deny": [
             "venue.api.new", "venue.api.cancel", "exec.evt.c1", "$KV.EXECUTIONS.c1", "$KV.SAFETY.mode", "$KV.LEDGER.pos.AAPL.s1",
-            "$JS.API.CONSUMER.DELETE.EXEC_EVT.coordinator", nxt("EXEC_EVT", "ledger"), "$JS.API.CONSUMER.CREATE.EXEC_EVT.ledger.exec.evt.*",
+            "$JS.API.CONSUMER.DELETE.EXEC_EVT.coordinator-p0", "$JS.API.CONSUMER.DELETE.EXEC_EVT.coordinator-p7", nxt("EXEC_EVT", "coordinator-p5"),
+            nxt("EXEC_EVT", "ledger"), "$JS.API.CONSUMER.CREATE.EXEC_EVT.ledger.exec.evt.*",
             "$JS.API.CONSUMER.CREATE.EXEC_CMD",
         ],
-        "sub_allow": ["_INBOX.abc"],
+        "sub_allow": ["_INBOX.abc", "exec.result.c1"],
         "sub_deny": [">"],
     },
     "admin": {
@@ -645,7 +658,7 @@ async def test_pipeline_runs_under_least_privilege_without_a_single_violation(tm
             receipt = await client.submit({"symbol": "AAPL", "side": "BUY", "qty": 5, "strategy_id": "least-privilege"}, timeout=20)
             assert receipt.accepted
             result = await client.wait(receipt.correlation_id, timeout=30)
-            assert result.state.value == "COMPLETE" and str(result.filled_qty) == "5"
+            assert result.state.value == "COMPLETE" and str(result.filled_qty) == "5", result
         finally:
             await client.close()
 

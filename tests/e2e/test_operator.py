@@ -217,7 +217,12 @@ def test_tables_on_a_pipe_are_not_cut_to_80_columns(system):
 
 
 def test_nothing_is_printed_after_a_broken_pipe(system):
-    system.submit([intent(f"pipe-{i}", qty=1, strategy_id="pipe") for i in range(12)])
+    # More output than a pipe buffers (64 KiB), so the writer really meets the closed pipe.
+    for batch in range(10):
+        if len(system.cli("audit", "--json").stdout) > 200_000:
+            break
+        system.submit([intent(f"pipe-{batch}-{i}", qty=1, strategy_id="pipe") for i in range(40)])
+    assert len(system.cli("audit", "--json").stdout) > 200_000
     err = Path(system.tmp) / "pipe.err"
     script = f"{PY} -m jetexec.cli audit --json --nats-url {system.url} 2>{err} | head -1 >/dev/null; echo ${{PIPESTATUS[0]}}"
     res = subprocess.run(["bash", "-c", script], capture_output=True, timeout=60, env=CLEAN_ENV)

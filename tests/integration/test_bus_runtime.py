@@ -91,7 +91,7 @@ async def test_poison_is_dead_lettered_with_reason_and_reported(worker, js_ready
     assert reasons == ["POISON_MESSAGE", "VALIDATION_MALFORMED"]
     assert all(m.headers["Jetexec-Subject"].startswith("exec.cmd.precheck.") for m in msgs)
     # Each dead-lettered command becomes a StageFailed fact so its execution never hangs.
-    evt = await js.pull_subscribe("exec.evt.*", durable="evt-reader", stream="EXEC_EVT")
+    evt = await js.pull_subscribe("exec.evt.>", durable="evt-reader", stream="EXEC_EVT")
     facts = [decode(m.data, StageFailed) for m in await evt.fetch(2, timeout=5)]
     assert {f.cid for f in facts} == {"bad1", "bad2"} and all(f.reason_code in (ReasonCode.POISON_MESSAGE,) for f in facts)
     await wait_for(lambda: _eq(_pending(js, "EXEC_CMD"), 0), what="poison removed from the work queue")

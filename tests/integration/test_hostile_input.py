@@ -57,7 +57,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bus.server import EmbeddedServer, free_port
-from bus.topology import CONSUMERS
+from bus.topology import CONSUMERS, COORDINATOR_CONSUMERS
 from core import venue as venue_model
 from core.intake import IntentError, parse_intent
 from core.symbols import DEFAULT_SYMBOLS
@@ -623,7 +623,7 @@ async def test_hostile_barrage_is_refused_dead_lettered_or_acknowledged(stack):
     pids = {n: w.proc.pid for n, w in stack.workers.items()}
     nc = await nats.connect(stack.url)
     js = nc.jetstream(timeout=10)
-    evt_consumers = ["coordinator", "ledger"]
+    evt_consumers = [*COORDINATOR_CONSUMERS, "ledger"]
     from jetexec.client import JetexecClient
 
     async with JetexecClient.connect(stack.url) as jx:  # the pipeline works, and the gateway knows the symbols
@@ -685,7 +685,7 @@ async def test_hostile_barrage_is_refused_dead_lettered_or_acknowledged(stack):
         else:
             assert reason is not None, (family, h)
             expect_dlq[(DURABLE_OF[family], seq)] = reason
-    stream_of_durable = {d: CONSUMERS[d].stream for d in CONSUMERS}
+    stream_of_durable = {d: CONSUMERS[d].stream for d in CONSUMERS} | {"coordinator": "EXEC_EVT"}  # its DLQ subject names the worker
 
     async def dlq_complete():
         return (await js.stream_info("EXEC_DLQ")).state.messages >= len(expect_dlq)
@@ -726,7 +726,7 @@ async def test_hostile_barrage_is_refused_dead_lettered_or_acknowledged(stack):
         cmd_cid = m.headers["Jetexec-Subject"].rsplit(".", 1)[-1]
         if durable not in ("precheck", "split", "send", "adjust") or not SAFE_ID.fullmatch(cmd_cid):
             continue
-        last = await js.get_last_msg("EXEC_EVT", f"exec.evt.{cmd_cid}")
+        last = await js.get_last_msg("EXEC_EVT", f"exec.evt.*.{cmd_cid}")
         fact = decode_fact(last.data)
         assert isinstance(fact, StageFailed) and fact.stage == durable and fact.reason_code is ReasonCode.POISON_MESSAGE, fact
 

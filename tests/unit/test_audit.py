@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from core import audit
-from core.coordinator import decide
+from core.coordinator import decide, decision_audit
 from core.ids import client_order_id, flatten_order_id
 from core.ledger import Fill, book_replay, check_invariant
 from schemas.enums import ExecutionMode, ExecutionState as S, OrderState as O, OrderType, ReasonCode, Side, SplitStrategy
@@ -56,16 +56,29 @@ def fold(facts, start_seq=1):
 # ---- transitions are exactly the coordinator's ---------------------------------------------------
 
 
-def test_execution_transitions_match_coordinator_decide():
-    facts = execution("x1", "ik-1")
-    r = fold(facts)
-    got = [(e.from_state, e.to_state) for e in r.entries if e.event_type == audit.EXECUTION_TRANSITION]
-    rec = None
+def coordinator_audit(facts, start_seq=1):
+    """The entries the coordinator writes for these facts (one decision each)."""
+    rec, out = None, []
     for i, f in enumerate(facts):
-        rec = decide(rec, f, 1000.0 + i) or rec
+        new = decide(rec, f, 1000.0 + i)
+        if new is not None:
+            out += decision_audit(rec, new, start_seq + i, 1000.0 + i, f)
+            rec = new
+    return rec, out
+
+
+def test_execution_transitions_are_the_coordinators_once_each():
+    facts = execution("x1", "ik-1")
+    rec, entries = coordinator_audit(facts)
+    got = [(e.from_state, e.to_state) for e in entries if e.event_type == audit.EXECUTION_TRANSITION]
     assert got == [(t.from_state.value, t.to_state.value) for t in rec.transitions]
     assert got == [("INIT", "PRECHECK"), ("PRECHECK", "SPLITTING"), ("SPLITTING", "SENDING"), ("SENDING", "MONITORING"), ("MONITORING", "COMPLETE")]
-    assert r.states["x1"].record.state is S.COMPLETE
+    assert rec.state is S.COMPLETE
+    assert all(e.source.startswith("coord:") for e in entries)
+    # deciding the same facts again (a redelivery, a takeover's replay) writes the same ids
+    assert [audit.msg_id(e.source, e.n) for e in coordinator_audit(facts)[1]] == [audit.msg_id(e.source, e.n) for e in entries]
+    # the ledger keeps the order ledger and writes no execution transition of its own
+    assert not any(e.event_type == audit.EXECUTION_TRANSITION for e in fold(facts).entries)
 
 
 def test_order_history_transitions_and_fill_booking():
@@ -102,7 +115,7 @@ def test_repeated_fill_and_repeated_created_are_booked_once():
     r = fold(facts)
     assert len(r.fills) == 2
     assert r.states["x1"].orders[client_order_id("ik-1", 0)].filled_qty == 10
-    assert sum(1 for e in r.entries if e.to_state == "PRECHECK") == 1
+    assert sum(1 for e in r.entries if e.payload.get("event") == "ORDER_CREATED") == 1
 
 
 def test_intent_rejected_is_a_failed_execution_with_its_alerts():
@@ -111,9 +124,11 @@ def test_intent_rejected_is_a_failed_execution_with_its_alerts():
 
     f = IntentRejected(cid="xr", idempotency_key="ik-r", reason_code=ReasonCode.VALIDATION_INVALID_SYMBOL, detail="NOPE", alerts=(alert(AlertCode.FS091, "INIT", "invalid symbol", 5.0),))
     r = fold([f])
-    kinds = [(e.event_type, e.from_state, e.to_state, e.code) for e in r.entries]
+    assert r.entries == [] and r.fills == []  # no order, no fill: nothing for the ledger to audit
+    rec, entries = coordinator_audit([f])
+    kinds = [(e.event_type, e.from_state, e.to_state, e.code) for e in entries]
     assert kinds == [(audit.EXECUTION_TRANSITION, "INIT", "FAILED", None), (audit.ALERT, None, None, "FS091")]
-    assert r.fills == []
+    assert rec.state is S.FAILED
 
 
 def test_ioc_close_late_fill_and_reprice():
@@ -151,7 +166,7 @@ def test_flatten_fill_books_the_opposite_side_even_before_escape_done():
     assert st_.orders[fl].side is Side.SELL and st_.orders[fl].filled_qty == 4 and st_.orders[fl].reason == "flatten"
     ops = [e for e in r.entries if e.event_type == audit.OPERATOR_ACTION]
     assert [(e.code, e.payload["reason"]) for e in ops] == [("ESCAPE", "MANUAL")]
-    assert st_.record.state is S.ESCAPED
+    assert st_.orders[client_order_id(key, 0)].state is O.CANCELLED
 
 
 def test_undecodable_and_foreign_facts_are_audited_not_dropped():
@@ -167,7 +182,6 @@ def test_adjust_round_reprice_is_audited_as_replacement():
     key = "ik-a"
     c0 = client_order_id(key, 0)
     facts = execution("xa", key, order_type=OrderType.LIMIT, fills=())
-    from core.coordinator import CoordinatorConfig
     from schemas.messages import TimerFired
 
     # a fill timeout moves MONITORING -> ADJUSTING; AdjustDone re-prices and returns to MONITORING
@@ -175,12 +189,20 @@ def test_adjust_round_reprice_is_audited_as_replacement():
     facts.append(AdjustDone(cid="xa", step=6, round=0, action="PRICE_IMPROVE", replaced=(ChildReplaced(cid="xa", client_order_id=c0, new_client_order_id=c0, new_price=D("190.02"), generation=1),)))
     seqs = list(range(1, len(facts) + 1))
     times = [1000.0] * 4 + [1000.0 + 61, 1000.0 + 62]  # past the 60 s MONITORING timeout
-    r = replay(zip(seqs, times, facts), CoordinatorConfig())
-    tr = [(e.from_state, e.to_state) for e in r.entries if e.event_type == audit.EXECUTION_TRANSITION]
-    assert ("MONITORING", "ADJUSTING") in tr and tr[-1] == ("ADJUSTING", "MONITORING")
+    r = replay(zip(seqs, times, facts))
     rep = [e for e in r.entries if e.event_type == audit.ORDER_REPLACED]
     assert len(rep) == 1 and rep[0].payload["price"] == "190.02"
-    assert any(e.code == "FS093" for e in r.entries)
+    assert r.states["xa"].orders[c0].price == D("190.02")
+    # the same facts through the coordinator: the round and its alert are in its entries
+    rec, entries = None, []
+    for seq, ts, f in zip(seqs, times, facts):
+        new = decide(rec, f, ts)
+        if new is not None:
+            entries += decision_audit(rec, new, seq, ts, f)
+            rec = new
+    tr = [(e.from_state, e.to_state) for e in entries if e.event_type == audit.EXECUTION_TRANSITION]
+    assert ("MONITORING", "ADJUSTING") in tr and tr[-1] == ("ADJUSTING", "MONITORING")
+    assert any(e.code == "FS093" for e in entries)
 
 
 # ---- positions in stream order ----------------------------------------------------------------------
@@ -236,7 +258,6 @@ def test_interleaving_executions_keeps_each_execution_identical(sides, rnd):
         a, b = serial.states[cid], inter.states[cid]
         view = lambda s: {k: (o.state, o.filled_qty, o.trade_ids, [h.event for h in o.history]) for k, o in s.orders.items()}  # noqa: E731
         assert view(a) == view(b)
-        assert [(t.from_state, t.to_state) for t in a.record.transitions] == [(t.from_state, t.to_state) for t in b.record.transitions]
     assert sorted(f.trade_id for _, f in serial.fills) == sorted(f.trade_id for _, f in inter.fills)
 
 
@@ -253,8 +274,8 @@ def test_filters():
     assert {e.correlation_id for e in audit.filter_entries(es, correlation_id="x2")} == {"x2"}
     assert all(e.client_order_id == coid for e in audit.filter_entries(es, client_order_id=coid))
     assert len(audit.filter_entries(es, client_order_id=coid)) == 5
-    tr = audit.filter_entries(es, event_type="execution_transition")
-    assert tr and all(e.event_type == audit.EXECUTION_TRANSITION for e in tr)
+    tr = audit.filter_entries(es, event_type="order_transition")
+    assert tr and all(e.event_type == audit.ORDER_TRANSITION for e in tr)
     window = audit.filter_entries(es, since=1002.0, until=1003.0)
     assert window and all(1002.0 <= e.ts <= 1003.0 for e in window)
     assert [e.seq for e in audit.filter_entries(list(reversed(es)))] == sorted(e.seq for e in es)

@@ -1,52 +1,65 @@
 """Coordinator — owns the execution and child-order state machines.
 
-Consumes:  ``exec.evt.<cid>`` (every fact; durable consumer ``coordinator``).
-Publishes: ``exec.cmd.<stage>.<cid>`` stage commands, ``exec.escape.<cid>`` escape requests, and
-           ``exec.evt.<cid>`` TimerFired facts when a deadline or a scheduled child comes due.
-State:     KV ``EXECUTIONS`` (key = cid), written only with a revision check.
+Consumes:  the fact log, partitioned: ``exec.evt.<cid>`` is stored as ``exec.evt.<p>.<cid>`` and each
+           partition ``p`` has its own durable consumer ``coordinator-p<p>`` in the priority group
+           ``coordinator`` with the pinned-client policy. Every replica pulls every partition; the
+           server delivers each partition to one of them (its owner) and moves it to another when the
+           owner stops pulling.
+Publishes: ``exec.cmd.<stage>.<cid>`` stage commands, ``exec.escape.<cid>`` escape requests,
+           ``exec.evt.<cid>`` TimerFired facts, ``exec.audit.<cid>`` the execution's transitions and
+           alerts (once each: the id names the fact that caused them), and — core NATS —
+           ``exec.result.<cid>`` the terminal result.
+Answers:   ``exec.ctl.record.<cid>`` (the owner's record, exact) and ``exec.ctl.live`` (live cids of the
+           partitions this replica owns), for the escape worker.
+State:     in memory, per partition. The fact log is the durable truth: ``decide`` is a pure function
+           of (record, fact, the fact's stream timestamp), so replaying facts rebuilds the state
+           exactly. KV ``EXECUTIONS`` (records) and KV ``COORD`` (checkpoints) are snapshots written
+           off the hot path by :mod:`workers.coordinator.snapshots`, with compare-and-set.
 Config:    ``JETEXEC_COORDINATOR_CONFIG`` JSON: ``stage_timeout_ms`` per state, ``fill_delay_warn_s``
            (GR064), ``max_adjust_rounds``.
 
-Per fact: load the record and its revision → :func:`core.coordinator.decide` (``now`` = the fact's
-stream timestamp, so the ledger can replay exactly the same decisions) → write with
-``update(last=revision)`` (a concurrent writer makes us reload and re-decide) → publish the outbox
-(deterministic ids) → ack. Re-applying a fact changes nothing; if the fact's own outbox is still in
-the record's ``outbox_log`` it is published again (the server drops the duplicate ids), which covers
-a crash between the KV write and the publish. On start, the coordinator re-publishes the recent
-outboxes of every execution (same reason: after a crash, JetStream redelivers the dead process's
-in-flight facts only after ``ack_wait``, newer facts first).
+Per fact: decide → keep the new record → publish its outbox and audit entries (deterministic ids) →
+ack. Re-applying a fact changes nothing; if the fact's own outbox is still in the record's
+``outbox_log`` it is published again (the server drops the duplicate ids): that covers a crash
+between deciding and publishing.
 
-Timers live in memory and are rebuilt from KV on start, so deadlines and TWAP schedules survive a
-restart. Stage timeouts that passed while no coordinator ran wait ``STARTUP_GRACE_S`` (longer than
-the consumer's ack wait), so stage results stuck with the dead process are applied before any
-timeout is judged.
+Taking over a partition (the first delivery after the pin moved here): read its checkpoint, load the
+live records it names, replay the partition's facts after the watermark from the stream, then write
+a checkpoint (the fence: a previous owner's next compare-and-set fails and it lets go). Deliveries of
+facts the replay already applied publish their outboxes again, which is what a fact the previous
+owner applied but never acked needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import json
 import logging
 import os
 import time
+import uuid
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 
 from bus import metrics, tracing
-from bus.runtime import Delivery, Out, Poison, Retry, WorkerApp
-from bus.stamps import msg_ts
-from bus.topology import CONSUMERS, DUPLICATE_WINDOW_S, KV_EXECUTIONS, evt_subject
-from core.coordinator import CoordinatorConfig, decide, next_wake, schedule_due
+from bus.runtime import HOUSEKEEPING, Delivery, Out, Poison, Retry, WorkerApp
+from bus.streams import read_stream
+from bus.topology import COORDINATOR_CONSUMERS, CTL_LIVE, CTL_RECORD, KV_COORD, KV_EXECUTIONS, PARTITIONS, audit_subject, coordinator_consumer, evt_subject, partition_of, probe_token
+from core import audit
+from core.coordinator import CoordinatorConfig, decide, decision_audit, next_wake
 from core.execution_fsm import is_terminal
 from schemas.codec import decode, decode_fact, encode
 from schemas.enums import ReasonCode
-from schemas.messages import ExecutionCreated, ExecutionRecord, IntentRejected, OutboxEntry, TimerFired
+from schemas.messages import Checkpoint, ExecutionCreated, ExecutionRecord, IntentRejected, OutboxEntry, OutMsg, PartitionProbe, TimerFired
+from workers.coordinator.snapshots import PartitionState, SnapshotWriter
 
 log = logging.getLogger("jetexec.coordinator")
 
 OUTBOX_LOG = 8
-STARTUP_GRACE_S = CONSUMERS["coordinator"].ack_wait_s + 1.0
+PROBE_STALE_S = 3.0  # a checkpoint this old (its owner refreshes it every second) means no live owner
+TERMINAL_KEPT = 5000  # finished records kept in memory for late facts; older ones reload from KV
 
 
 class CoordinatorWorker(WorkerApp):
@@ -55,86 +68,266 @@ class CoordinatorWorker(WorkerApp):
 
     async def setup(self) -> None:
         self.kv = await self.js.key_value(KV_EXECUTIONS)
+        self.coord_kv = await self.js.key_value(KV_COORD)
         self.config = CoordinatorConfig.from_mapping(json.loads(os.environ.get("JETEXEC_COORDINATOR_CONFIG", "{}")))
-        self.cache: dict[str, tuple[ExecutionRecord, int]] = {}  # live executions written by us
+        self.instance = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.parts = {p: PartitionState(p) for p in range(PARTITIONS)}
+        self.records: dict[str, ExecutionRecord] = {}  # live executions of owned partitions
+        self.finished: collections.OrderedDict[str, ExecutionRecord] = collections.OrderedDict()
+        self.snapshots = SnapshotWriter(self.jspub, self._revision, self.instance, self._on_conflict)
         self.timers: list[tuple[float, str]] = []
         self.wake_at: dict[str, float] = {}
         self.timer_event = asyncio.Event()
-        self.grace_until = 0.0
-        await self._recover()
+        self.background.append(asyncio.create_task(self.snapshots.run(self.parts)))
         self.background.append(asyncio.create_task(self._timer_loop()))
+        await self.nc.subscribe(f"{CTL_RECORD}.*", cb=self._on_ctl_record)
+        await self.nc.subscribe(CTL_LIVE, cb=self._on_ctl_live)
+        self.background.append(asyncio.create_task(self._probe_loop()))
 
     def consumers(self):
-        return [("coordinator", self.handle)]
+        return [(coordinator_consumer(p), self._handler_for(p)) for p in range(PARTITIONS)]
 
-    async def handle(self, d: Delivery) -> list[Out]:
+    def configure_loop(self, consumer: str, loop) -> None:
+        p = int(consumer.rsplit("p", 1)[1])
+        loop.on_pin_lost = lambda: self._release(self.parts[p], "pin moved to another replica")
+
+    def _handler_for(self, p: int):
+        part = self.parts[p]
+
+        def handle(d: Delivery):
+            if not part.owned:
+                return self._take_over_then(part, d)
+            return self._apply(part, d)
+
+        return handle
+
+    # ---- one fact ---------------------------------------------------------------------------------
+    def _apply(self, part: PartitionState, d: Delivery):
         fact = decode_fact(d.data)
         if fact.cid != d.cid:  # it would change another execution than the subject's: poison
             raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"fact cid {fact.cid!r} does not match its subject")
-        for attempt in range(20):
-            # The cache saves a KV read per fact; the revision check on write keeps it honest (a
-            # write by another coordinator fails our CAS, and we reload from KV).
-            cached = self.cache.get(fact.cid) if attempt == 0 else None
-            if cached is None and attempt == 0 and isinstance(fact, (ExecutionCreated, IntentRejected)):
-                cached = (None, None)  # a new execution: create() below fails if it exists after all
-            record, revision = cached if cached is not None else await self._load(fact.cid)
-            new = decide(record, fact, msg_ts(d.msg) or time.time(), self.config)
-            if new is None:
-                if record is None:
-                    return []
-                # Already applied (a redelivery): publish its outbox again if we still have it.
-                return [Out(m.subject, m.data, m.msg_id) for e in record.outbox_log if e.seq == d.stream_seq for m in e.msgs]
-            new.last_fact_seq = d.stream_seq
-            if new.outbox:
-                new.outbox_log = [*(record.outbox_log if record else []), OutboxEntry(d.stream_seq, new.outbox)][-OUTBOX_LOG:]
-            try:
-                if revision is None:
-                    # The execution's trace context, for what it publishes later from no message:
-                    # timers and outbox re-publishes (docs/observability.md).
-                    new.trace_parent = tracing.current_traceparent(d.headers)
-                    new_revision = await self.kv.create(fact.cid, encode(new))
-                else:
-                    new_revision = await self.kv.update(fact.cid, encode(new), last=revision)
-            except KeyWrongLastSequenceError:
-                self.cache.pop(fact.cid, None)
-                continue  # another coordinator advanced it: reload and decide again
-            except Exception as exc:
-                self.cache.pop(fact.cid, None)
-                if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
-                    continue
-                raise Retry(f"KV write failed: {type(exc).__name__}")
+        if isinstance(fact, PartitionProbe):
+            return []  # its delivery made this replica the owner (or found it one): nothing to decide
+        record = self._record(fact.cid)
+        if record is None and (d.num_delivered > 1 or not isinstance(fact, (ExecutionCreated, IntentRejected))):
+            # Not in memory: a finished execution we evicted, or none at all. (A first delivery of
+            # ExecutionCreated is a new execution: the gateway stores it only as a cid's first fact.)
+            return self._load_then_apply(part, d, fact)
+        return self._decide(part, fact, record, d.stream_seq, d.ts or time.time(), d.headers)
+
+    async def _load_then_apply(self, part: PartitionState, d: Delivery, fact) -> list[Out]:
+        record = await self._load(fact.cid)
+        if record is not None:
+            self._keep(part, record)
+        return self._decide(part, fact, record, d.stream_seq, d.ts or time.time(), d.headers)
+
+    def _decide(self, part: PartitionState, fact, record: ExecutionRecord | None, seq: int, now: float, headers: dict | None, replay: bool = False) -> list[Out]:
+        new = decide(record, fact, now, self.config)
+        if new is None:
+            if record is None:
+                return []
+            # Already applied: publish its outbox again if we still have it (the ids make it a no-op
+            # for the server when it was published before).
+            return [Out(m.subject, m.data, m.msg_id) for e in record.outbox_log if e.seq == seq for m in e.msgs]
+        new.last_fact_seq = seq
+        entries = decision_audit(record, new, seq, now, fact)
+        audit_msgs = [OutMsg(audit_subject(e.correlation_id), audit.msg_id(e.source, e.n), audit.encode_entry(e)) for e in entries]
+        if new.outbox or audit_msgs:
+            # Everything this fact produced, so that a redelivery (or a delivery after a takeover's
+            # replay) publishes it again: the commands and the audit entries.
+            new.outbox_log = [*(record.outbox_log if record else []), OutboxEntry(seq, [*new.outbox, *audit_msgs])][-OUTBOX_LOG:]
+        if record is None:
+            # The execution's trace context, for what it publishes later from no message: timers.
+            new.trace_parent = tracing.current_traceparent(headers)
+            if not replay:
+                self.snapshots.revisions[new.cid] = 0  # new: the gateway stored it as the cid's first fact
+        self._keep(part, new)
+        part.applied_seq = max(part.applied_seq, seq)
+        self.snapshots.mark(part, new)
+        self._arm(new)
+        outs = [Out(m.subject, m.data, m.msg_id) for m in (*new.outbox, *audit_msgs)]
+        if not replay:
             tracing.annotate(state=new.state, symbol=new.intent.symbol if new.intent else None, side=new.intent.side if new.intent else None, alerts=[a.code for a in new.alerts[len(record.alerts) if record else 0 :]])
-            if is_terminal(new.state):
-                self.cache.pop(fact.cid, None)
-            else:
-                self.cache[fact.cid] = (new, new_revision)
             if record is None or record.state is not new.state:
                 metrics.EXECUTIONS.labels(new.state.value).inc()
             for a in new.alerts[len(record.alerts) if record else 0 :]:
                 metrics.ALERTS.labels(a.code.value).inc()
-            self._arm(new)
-            return self._outbox(new)
-        raise Retry("CAS contention", delay=0.05)
+        return outs
 
-    async def _load(self, cid: str) -> tuple[ExecutionRecord | None, int | None]:
+    # ---- records in memory ------------------------------------------------------------------------
+    def _record(self, cid: str) -> ExecutionRecord | None:
+        record = self.records.get(cid)
+        if record is None:
+            record = self.finished.get(cid)
+        return record
+
+    def _keep(self, part: PartitionState, record: ExecutionRecord) -> None:
+        cid = record.cid
+        if is_terminal(record.state):
+            self.records.pop(cid, None)
+            self.finished[cid] = record
+            self.finished.move_to_end(cid)
+            while len(self.finished) > TERMINAL_KEPT:
+                self.finished.popitem(last=False)
+        else:
+            self.records[cid] = record
+            part.live.add(cid)
+
+    async def _load(self, cid: str) -> ExecutionRecord | None:
         try:
             entry = await self.kv.get(cid)
         except KeyNotFoundError:
-            return None, None
+            return None
         if entry.value is None:
-            return None, None
-        return decode(entry.value, ExecutionRecord), entry.revision
+            return None
+        self.snapshots.revisions[cid] = entry.revision
+        return decode(entry.value, ExecutionRecord)
 
-    @staticmethod
-    def _outbox(record: ExecutionRecord) -> list[Out]:
-        return [Out(m.subject, m.data, m.msg_id) for m in record.outbox]
+    async def _revision(self, bucket: str, key: str) -> int | None:
+        try:
+            entry = await (self.kv if bucket == KV_EXECUTIONS else self.coord_kv).get(key)
+        except KeyNotFoundError:
+            return None
+        return entry.revision
 
-    async def on_reconnected(self) -> None:
-        """After a bus outage, stage results may sit with a dead delivery until ack_wait: judge no
-        timeout until they have had that chance (as after our own restart)."""
-        self.grace_until = max(self.grace_until, time.time() + STARTUP_GRACE_S)
+    # ---- partition ownership ------------------------------------------------------------------------
+    async def _take_over_then(self, part: PartitionState, d: Delivery) -> list[Out]:
+        if part.recovering is None:
+            part.recovering = asyncio.ensure_future(self._take_over(part))
+        try:
+            await asyncio.shield(part.recovering)
+        finally:
+            if part.recovering is not None and part.recovering.done():
+                part.recovering = None
+        if not part.owned:
+            raise Retry("partition not taken over", delay=0.5)
+        return self._apply(part, d)
 
-    # ---- timers ------------------------------------------------------------------------------
+    async def _take_over(self, part: PartitionState) -> None:
+        """Rebuild the partition from its checkpoint and the facts after it, then fence it."""
+        started = time.monotonic()
+        try:
+            entry = await self.coord_kv.get(f"cp.{part.index}")
+            cp, epoch = decode(entry.value, Checkpoint), entry.revision
+        except KeyNotFoundError:
+            cp, epoch = Checkpoint(), None
+        part.epoch = epoch
+        part.live = set()
+        records = await asyncio.gather(*(self._load(cid) for cid in cp.live))
+        for record in records:
+            if record is not None:
+                self._keep(part, record)
+        replayed = 0
+        async for raw in read_stream(self.nc, "EXEC_EVT", f"exec.evt.{part.index}.*", start_seq=cp.w + 1, complete=True):
+            try:
+                fact = decode_fact(raw.data)
+            except Exception:
+                continue  # dead-lettered when delivered
+            cid = raw.subject.rsplit(".", 1)[-1]
+            if fact.cid != cid or isinstance(fact, PartitionProbe):
+                continue
+            record = self._record(cid)
+            if record is None and not isinstance(fact, (ExecutionCreated, IntentRejected)):
+                record = await self._load(cid)
+                if record is not None:
+                    self._keep(part, record)
+            # A fact the snapshot reflects already changes nothing (decide is idempotent): no seq
+            # bookkeeping, which out-of-order redeliveries would defeat.
+            self._decide(part, fact, record, raw.seq, raw.ts, raw.headers, replay=True)
+            replayed += 1
+        part.applied_seq = max(part.applied_seq, cp.w)
+        part.owned = True
+        if not await self.snapshots.write_checkpoint(part, part.applied_seq):
+            part.owned = False
+            return
+        part.checkpoint_at = time.monotonic()
+        for cid in part.live:
+            record = self.records.get(cid)
+            if record is not None:
+                self._arm(record)
+        log.info("took over partition %d: %d live, %d facts replayed after seq %d, %.0f ms", part.index, len(part.live), replayed, cp.w, (time.monotonic() - started) * 1000)
+
+    def _release(self, part: PartitionState, why: str) -> None:
+        if not part.owned:
+            return
+        log.warning("partition %d released: %s", part.index, why)
+        part.owned = False
+        part.epoch = None
+        part.dirty.clear()
+        for cid in part.live:
+            self.records.pop(cid, None)
+            self.wake_at.pop(cid, None)
+        part.live = set()
+        part.checkpointed_seq = -1
+
+    async def _on_conflict(self, part: PartitionState) -> None:
+        """A compare-and-set failed: if the checkpoint is no longer ours, someone else owns the
+        partition; otherwise a stale writer touched a record, and the next flush writes it again."""
+        try:
+            entry = await self.coord_kv.get(f"cp.{part.index}")
+            ours = entry.revision == part.epoch
+        except KeyNotFoundError:
+            ours = False
+        if not ours:
+            self._release(part, "another coordinator wrote its checkpoint")
+
+    async def _probe_loop(self) -> None:
+        """Make every partition that has no live owner get one. The server moves a pin only with a
+        delivery, so a partition with live executions but no new facts (a TWAP between slices)
+        would wait forever after its owner died: a probe fact is that delivery. Probed at start,
+        then whenever a partition we do not own has a checkpoint older than ``PROBE_STALE_S``
+        (its owner refreshes it every second)."""
+        probed: dict[int, float] = {}
+        first = True
+        while True:
+            now = time.time()
+            for part in self.parts.values():
+                if part.owned:
+                    continue
+                if not first:
+                    try:
+                        at = decode((await self.coord_kv.get(f"cp.{part.index}")).value, Checkpoint).at
+                    except KeyNotFoundError:
+                        at = 0.0
+                    except Exception:
+                        continue
+                    if now - at < PROBE_STALE_S or now - probed.get(part.index, 0.0) < PROBE_STALE_S:
+                        continue
+                token = probe_token(part.index)
+                probe = PartitionProbe(cid=token, partition=part.index, by=self.instance, ts=now)
+                try:
+                    # Housekeeping, not part of any execution: no span (and no trace of its own).
+                    await self.jspub.request(evt_subject(token), encode(probe), {"Nats-Msg-Id": f"probe.{part.index}.{self.instance}.{int(now)}", HOUSEKEEPING: "probe"})
+                    probed[part.index] = now
+                except Exception:
+                    log.warning("probe of partition %d failed", part.index)
+            first = False
+            await asyncio.sleep(1.0)
+
+    # ---- control requests (the escape worker) -----------------------------------------------------
+    async def _on_ctl_record(self, msg) -> None:
+        cid = msg.subject.rsplit(".", 1)[-1]
+        record = self._record(cid)
+        if record is None or not msg.reply:
+            return  # not ours (another replica answers, or the snapshot does)
+        if self.parts[partition_of(cid)].owned:
+            await self.nc.publish(msg.reply, encode(record))
+
+    async def _on_ctl_live(self, msg) -> None:
+        if not msg.reply:
+            return
+        owned = [p.index for p in self.parts.values() if p.owned]
+        live = [cid for p in self.parts.values() if p.owned for cid in p.live]
+        await self.nc.publish(msg.reply, json.dumps({"partitions": owned, "live": live}).encode())
+
+    async def teardown(self) -> None:
+        # What this replica decided is in memory: write it out before the pin moves on.
+        try:
+            await self.snapshots.flush(self.parts, checkpoint=True)
+        except Exception:
+            log.warning("final snapshot flush failed")
+
+    # ---- timers -----------------------------------------------------------------------------------
     def _arm(self, record: ExecutionRecord) -> None:
         wake = next_wake(record, self.config)
         if wake is None:
@@ -145,34 +338,6 @@ class CoordinatorWorker(WorkerApp):
         self.wake_at[record.cid] = wake
         heapq.heappush(self.timers, (wake, record.cid))
         self.timer_event.set()
-
-    async def _recover(self) -> None:
-        """Rebuild every live execution's next wake-up from KV, and re-publish recent outboxes."""
-        try:
-            keys = await self.kv.keys()
-        except Exception:
-            return  # empty bucket
-        recent = time.time() - DUPLICATE_WINDOW_S + 30  # only ids the server can still de-duplicate
-        # A fact at or below the consumer's ack floor was acked, so its outbox was published (we
-        # publish before we ack): re-publishing it could only make duplicates — and a work-queue
-        # stream forgets the ids of consumed messages when the server restarts.
-        try:
-            ack_floor = (await self.js.consumer_info("EXEC_EVT", CONSUMERS["coordinator"].durable)).ack_floor.stream_seq
-        except Exception:
-            ack_floor = 0
-        for key in keys:
-            record, _ = await self._load(key)
-            if record is None:
-                continue
-            if not is_terminal(record.state):
-                # Live work from before: its stage results may be held by the dead process's
-                # deliveries until ack_wait, so judge no stage timeout before then.
-                self.grace_until = time.time() + STARTUP_GRACE_S
-            self._arm(record)
-            if record.updated_at >= recent and record.outbox_log:
-                headers = {"traceparent": record.trace_parent} if record.trace_parent else None  # its execution's trace
-                outs = [Out(m.subject, m.data, m.msg_id, headers) for e in record.outbox_log if e.seq > ack_floor for m in e.msgs]
-                await self.publisher.publish(outs)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -186,26 +351,20 @@ class CoordinatorWorker(WorkerApp):
                 continue
             due, cid = heapq.heappop(self.timers)
             if self.wake_at.get(cid) != due:
-                continue  # superseded by a later arm
+                continue  # superseded by a later arm, or the partition was released
             del self.wake_at[cid]
-            record, _ = await self._load(cid)
-            if record is None:
+            record = self.records.get(cid)
+            if record is None or is_terminal(record.state):
                 continue
-            kind = "WAKE"
-            if time.time() < self.grace_until:
-                # In the grace after a restart or an outage: scheduled children still go out on
-                # time ("SCHEDULE" wakes judge no stage timeout); the full wake comes after it.
-                kind = "SCHEDULE"
-                self.wake_at[cid] = self.grace_until
-                heapq.heappush(self.timers, (self.grace_until, cid))
-                if not schedule_due(record, time.time()):
-                    continue
-            fact = TimerFired(cid=cid, step=record.version, kind=kind, ts=time.time())
+            fact = TimerFired(cid=cid, step=record.version, kind="WAKE", ts=time.time())
             # No incoming message here: publish under the execution's stored trace context.
             headers = {"traceparent": record.trace_parent} if record.trace_parent else None
             try:
-                await self.publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.{'timer' if kind == 'WAKE' else 'sched'}.{record.version}.{int(due * 1000)}", headers)
+                await self.publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.timer.{record.version}.{int(due * 1000)}", headers)
             except Exception:
                 log.warning("timer publish failed for %s; retrying", cid)
                 self.wake_at[cid] = time.time() + 0.5
                 heapq.heappush(self.timers, (self.wake_at[cid], cid))
+
+
+assert set(COORDINATOR_CONSUMERS) == {coordinator_consumer(p) for p in range(PARTITIONS)}

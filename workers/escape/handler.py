@@ -17,6 +17,7 @@ Tracing:   an operator's request has its own trace; each execution's escape is a
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from decimal import Decimal
 
@@ -24,17 +25,19 @@ from nats.js.errors import KeyNotFoundError
 
 from bus import tracing
 from bus.runtime import Delivery, Out, Poison, WorkerApp
-from bus.topology import CONSUMERS, KV_EXECUTIONS, KV_SAFETY, evt_subject
+from bus.topology import CONSUMERS, CTL_LIVE, CTL_RECORD, KV_COORD, KV_EXECUTIONS, KV_SAFETY, PARTITIONS, evt_subject
 from core.execution_fsm import is_terminal
 from core.guardrails import alert, escape_alerts
 from core.ids import flatten_order_id
 from core.order_fsm import ORDER_TERMINAL
 from schemas.codec import decode, decode_escape, encode, is_id
 from schemas.enums import AlertCode, OrderType, ReasonCode, SafetyState
-from schemas.messages import EscapeDone, EscapeStarted, ExecutionRecord
+from schemas.messages import Checkpoint, EscapeDone, EscapeStarted, ExecutionRecord
 from schemas.venue import CancelAck, CancelOrder, NewOrder, OrderAck
 from workers.common import VenueClient, VenueUnavailable
 
+CTL_WAIT_S = 0.05  # how long the owner may take to answer a record look-up before the snapshot is used
+LIVE_WAIT_S = 0.5  # escape-all: how long every partition's owner may take to list its live executions
 OVERFLOW_PENDING = 1000  # escape requests waiting: the lane itself is backing up (FS095)
 
 
@@ -46,6 +49,7 @@ class EscapeWorker(WorkerApp):
     async def setup(self) -> None:
         self.safety_kv = await self.js.key_value(KV_SAFETY)
         self.executions = await self.js.key_value(KV_EXECUTIONS)
+        self.coord_kv = await self.js.key_value(KV_COORD)
         self.venue = VenueClient(self.nc, timeout=2.0)
         self.overflowing = False
         self.background.append(asyncio.create_task(self._watch_lane()))
@@ -72,30 +76,67 @@ class EscapeWorker(WorkerApp):
         if self.overflowing:
             reason = "ESCAPE_LANE_OVERFLOW"
             await self.safety_kv.put("state", SafetyState.FAIL.value.encode())
-        # Fence first: from here on no send/adjust worker calls the venue for this scope.
-        await self.safety_kv.put(f"halt.{'ALL' if target == 'all' else target}", str(time.time()).encode())
+        # The fence and the look-up go together: the fence must be stored before the escape reports
+        # (from then on no send/adjust worker calls the venue for this scope); a child sent in
+        # between is one the look-up may not list, and the coordinator re-escapes it by name.
+        fence = self.safety_kv.put(f"halt.{'ALL' if target == 'all' else target}", str(time.time()).encode())
         if req.safety_state is not None:
             await self.safety_kv.put("state", req.safety_state.value.encode())
         if target == "all":
+            _, cids = await asyncio.gather(fence, self._live_cids())
             outs: list[Out] = []
-            for cid in await self._live_cids():
+            for cid in cids:
                 outs += await self._escape_one(cid, reason, req.flatten, d.stream_seq)
             return outs
-        return await self._escape_one(target, reason, req.flatten, d.stream_seq)
+        if req.children is not None and not req.flatten:
+            # The coordinator named the live children: no look-up at all.
+            await fence
+            with tracing.execution_span("escape", d.headers.get("traceparent"), cid=target, reason=reason):
+                return await self._escape_children(target, req.children, reason, None, d.stream_seq)
+        _, record = await asyncio.gather(fence, self._record(target))
+        return await self._escape_record(record, reason, req.flatten, d.stream_seq)
 
     async def _live_cids(self) -> list[str]:
+        """Every live execution: the coordinators answer for the partitions they own (exactly);
+        a partition nobody answers for is read from its checkpoint in KV ``COORD``."""
+        inbox = self.nc.new_inbox()
+        replies: list[dict] = []
+        all_answered = asyncio.Event()
+
+        async def on_reply(msg) -> None:
+            try:
+                replies.append(json.loads(msg.data))
+            except ValueError:
+                return
+            if len({p for r in replies for p in r.get("partitions", ())}) >= PARTITIONS:
+                all_answered.set()
+
+        sub = await self.nc.subscribe(inbox, cb=on_reply)
         try:
-            keys = await self.executions.keys()
-        except Exception:
-            return []
-        live = []
-        for key in keys:
-            record = await self._record(key)
-            if record is not None and not is_terminal(record.state):
-                live.append(key)
-        return live
+            await self.nc.publish(CTL_LIVE, b"", reply=inbox)
+            try:
+                await asyncio.wait_for(all_answered.wait(), LIVE_WAIT_S)
+            except asyncio.TimeoutError:
+                pass  # some partition has no owner answering: its checkpoint below
+        finally:
+            await sub.unsubscribe()
+        covered = {p for r in replies for p in r.get("partitions", ())}
+        live = {cid for r in replies for cid in r.get("live", ())}
+        for p in set(range(PARTITIONS)) - covered:
+            try:
+                entry = await self.coord_kv.get(f"cp.{p}")
+                live |= set(decode(entry.value, Checkpoint).live)
+            except KeyNotFoundError:
+                continue
+        return sorted(live)
 
     async def _record(self, cid: str) -> ExecutionRecord | None:
+        """The owner's record (exact); the snapshot when no coordinator holds it in memory."""
+        try:
+            msg = await self.nc.request(f"{CTL_RECORD}.{cid}", b"", timeout=CTL_WAIT_S)
+            return decode(msg.data, ExecutionRecord)
+        except Exception:
+            pass
         try:
             entry = await self.executions.get(cid)
         except KeyNotFoundError:
@@ -103,11 +144,15 @@ class EscapeWorker(WorkerApp):
         return decode(entry.value, ExecutionRecord) if entry.value else None
 
     async def _escape_one(self, cid: str, reason: str, flatten: bool, seq: int) -> list[Out]:
-        record = await self._record(cid)
+        return await self._escape_record(await self._record(cid), reason, flatten, seq)
+
+    async def _escape_record(self, record: ExecutionRecord | None, reason: str, flatten: bool, seq: int) -> list[Out]:
         if record is None or is_terminal(record.state):
             return []  # nothing live: an escape of a finished execution is a no-op
+        cid = record.cid
         with tracing.execution_span("escape", record.trace_parent, cid=cid, reason=reason, state=record.state, symbol=record.intent.symbol if record.intent else None):
-            outs = await self._escape_live(record, reason, flatten, seq)
+            live = tuple(c.client_order_id for c in record.children if c.dispatched and c.state not in ORDER_TERMINAL)
+            outs = await self._escape_children(cid, live, reason, record if flatten else None, seq)
             # EscapeStarted/EscapeDone are published after this returns: carry the escape span's
             # context (or, untraced here, the execution's own) so they stay in the execution's trace.
             traceparent = tracing.current_traceparent({"traceparent": record.trace_parent})
@@ -115,12 +160,10 @@ class EscapeWorker(WorkerApp):
             outs = [Out(o.subject, o.data, o.msg_id, {"traceparent": traceparent}) for o in outs]
         return outs
 
-    async def _escape_live(self, record: ExecutionRecord, reason: str, flatten: bool, seq: int) -> list[Out]:
-        cid = record.cid
+    async def _escape_children(self, cid: str, live: tuple[str, ...], reason: str, flatten_from: ExecutionRecord | None, seq: int) -> list[Out]:
         now = time.time()
         subject = evt_subject(cid)
         started = Out(subject, encode(EscapeStarted(cid=cid, reason=reason, fence=cid, ts=now)), f"{cid}.escape.{seq}.started")
-        live = [c.client_order_id for c in record.children if c.dispatched and c.state not in ORDER_TERMINAL]
         # Every cancel at once: the slowest child, not the sum of them, bounds the escape.
         acks = await asyncio.gather(*(self._cancel(coid) for coid in live))
         cancelled, failed = [], []
@@ -136,8 +179,8 @@ class EscapeWorker(WorkerApp):
             if not any(a.code is AlertCode.FS095 for a in alerts):
                 alerts.append(alert(AlertCode.FS095, "ESCAPING", f"venue unreachable for {len(failed)} cancels", now))
         tracing.annotate(alerts=[a.code for a in alerts], cancelled=len(cancelled), failed=len(failed))
-        flatten_id = await self._flatten(record) if flatten else None
-        done = EscapeDone(cid=cid, reason=reason, cancelled=tuple(cancelled), failed=tuple(failed), flatten_client_order_id=flatten_id, alerts=tuple(alerts), ts=time.time())
+        flatten_id = await self._flatten(flatten_from) if flatten_from is not None else None
+        done = EscapeDone(cid=cid, reason=reason, cancelled=tuple(cancelled), failed=tuple(failed), attempted=tuple(live), flatten_client_order_id=flatten_id, alerts=tuple(alerts), ts=time.time())
         # Published in this order, pipelined, before the request is acked.
         return [started, Out(subject, encode(done), f"{cid}.escape.{seq}.done")]
 

@@ -5,8 +5,9 @@ Publishes: ``exec.evt.<cid>`` ExecutionCreated (valid) or IntentRejected (invali
            with an :class:`IntakeReceipt`.
 
 An intent is *accepted* only once its fact is stored in JetStream (the publish ack); a client that
-gets no receipt retries, and the deterministic ``Nats-Msg-Id`` (``<cid>.created``) plus the
-coordinator's create-once rule make the retry harmless. Contract validation happens here
+gets no receipt retries, and the retry is harmless: the fact is stored only as its execution's first
+(``Nats-Expected-Last-Subject-Sequence: 0`` on ``exec.evt.<cid>``), so the same intent again is the
+execution that exists. Contract validation happens here
 (:func:`core.intake.parse_intent`); unknown symbols get FS091.
 
 Tracing: every request is a CONSUMER span ``process exec.intake`` — the root of the execution's trace,
@@ -22,7 +23,8 @@ import os
 import time
 
 from bus import metrics, tracing
-from bus.runtime import Publisher, WorkerApp, tracing_on
+from bus.jspub import PublishError
+from bus.runtime import WorkerApp, tracing_on
 from bus.topology import INTAKE_SUBJECT, evt_subject
 from core.guardrails import alert
 from core.ids import rejection_id
@@ -94,6 +96,17 @@ class GatewayWorker(WorkerApp):
         if msg.reply:
             await self.nc.publish(msg.reply, encode(receipt))
 
+    @staticmethod
+    async def _store_first(publisher, cid: str, data: bytes, msg_id: str) -> None:
+        """Store the fact only as the execution's first: the same intent again (after the duplicate
+        window too) is the execution that exists, so the coordinator can trust that a first
+        delivery of ExecutionCreated is a new execution without reading anything."""
+        try:
+            await publisher.publish_one(evt_subject(cid), data, msg_id, {"Nats-Expected-Last-Subject-Sequence": "0"})
+        except PublishError as exc:
+            if not exc.wrong_last_sequence:
+                raise
+
     def _metric_children(self, outcome: str):
         """Metric children per outcome, looked up once (labels() is not free on the intake path)."""
         cache = self.__dict__.setdefault("_children", {})
@@ -103,7 +116,7 @@ class GatewayWorker(WorkerApp):
         return pair
 
     async def intake(self, raw: bytes) -> IntakeReceipt:
-        publisher = Publisher(self.js)
+        publisher = self.publisher
         try:
             intent = parse_intent(raw, self.known_symbols)
         except IntentError as err:
@@ -111,13 +124,13 @@ class GatewayWorker(WorkerApp):
             alerts = (alert(AlertCode.FS091, "INTAKE", err.detail, now()),) if err.reason_code is ReasonCode.VALIDATION_INVALID_SYMBOL else ()
             fact = IntentRejected(cid=cid, idempotency_key=key, reason_code=err.reason_code, detail=err.detail, raw=raw[:512].decode("utf-8", "replace"), alerts=alerts, ts=now())
             tracing.annotate(cid=cid, state=ExecutionState.FAILED, reason_code=err.reason_code, alerts=[a.code for a in alerts])
-            await publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.rejected")
+            await self._store_first(publisher, cid, encode(fact), f"{cid}.rejected")
             return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=err.reason_code, detail=err.detail, alerts=[a.code for a in alerts], created_at=fact.ts)
         key, cid = intent_identity(intent)
         mode = self.safety.mode or self.default_mode
         fact = ExecutionCreated(cid=cid, idempotency_key=key, intent=intent, mode=mode, arrival_price=self.market.mid(intent.symbol), ts=now())
         tracing.annotate(cid=cid, symbol=intent.symbol, side=intent.side, state=ExecutionState.INIT, strategy_id=intent.strategy_id, mode=mode)
-        await publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.created")
+        await self._store_first(publisher, cid, encode(fact), f"{cid}.created")
         return IntakeReceipt(
             accepted=True, correlation_id=cid, idempotency_key=key, state=ExecutionState.INIT, symbol=intent.symbol, side=intent.side, qty=intent.qty,
             strategy_id=intent.strategy_id, order_type=intent.order_type, price=intent.price, created_at=fact.ts,

@@ -39,16 +39,16 @@ import os
 import time
 from decimal import Decimal
 
+import msgspec
 from nats.js.errors import KeyNotFoundError
 
 from bus.runtime import Delivery, Out, Poison, WorkerApp
-from bus.topology import CONSUMERS, KV_LEDGER, KV_SAFETY, audit_subject, evt_subject
+from bus.topology import CONSUMERS, KV_LEDGER, KV_SAFETY, audit_subject, evt_stored, result_subject
 from core import audit
-from core.coordinator import CoordinatorConfig
 from core.ledger import LedgerPrecisionError, Position, PositionBook, apply_fill, check_invariant, snapshot
 from schemas.codec import decode, encode, is_id
 from schemas.enums import ReasonCode
-from schemas.messages import OutMsg
+from schemas.messages import ExecutionResult, OutMsg, PartitionProbe
 from workers.ledger import market as mkt
 from workers.ledger import store, venue_ops
 from workers.ledger.state import CidState, OutboxItem, PositionSlot, apply_fact, apply_undecodable, decode_for, new_slot, slot_compact, slot_insert, slot_position
@@ -62,8 +62,19 @@ CAPTURE_DELAY_S = 1.5
 CAPTURE_PAD_S = 1.0
 
 
-def coordinator_config() -> CoordinatorConfig:
-    return CoordinatorConfig.from_mapping(json.loads(os.environ.get("JETEXEC_COORDINATOR_CONFIG", "{}")))
+class _FactType(msgspec.Struct):
+    type: str = ""
+
+
+_fact_type = msgspec.json.Decoder(_FactType).decode
+
+
+def _is_first_fact(data: bytes) -> bool:
+    """Is this an ExecutionCreated or IntentRejected (an execution's first fact)? Reads one field."""
+    try:
+        return _fact_type(data).type in ("ExecutionCreated", "IntentRejected")
+    except msgspec.DecodeError:
+        return False
 
 
 def public_position(pos: Position, mark: Decimal | None, slot: PositionSlot | None = None) -> dict:
@@ -86,7 +97,6 @@ class LedgerWorker(WorkerApp):
     async def setup(self) -> None:
         self.gap_check_until = time.time() + GAP_CHECK_S  # after a start, facts may come out of order
         self.kv = await self.js.key_value(KV_LEDGER)
-        self.cfg = coordinator_config()
         self.recon_interval_s = float(os.environ.get("JETEXEC_RECON_INTERVAL_S", "30"))
         self.snapshot_interval_s = float(os.environ.get("JETEXEC_SNAPSHOT_INTERVAL_S", "60"))
         self.recon_grace_s = float(os.environ.get("JETEXEC_RECON_GRACE_S", "2"))
@@ -94,7 +104,12 @@ class LedgerWorker(WorkerApp):
         self.slots: dict[tuple[str, str], PositionSlot] = {}
         self.current: dict[tuple[str, str], Position] = {}
         self.ack_floor = 0
-        self.captures: list[tuple[float, str]] = []
+        self.captures: list[tuple[float, str, float]] = []
+        self.dirty_states: dict[str, CidState] = {}
+        self.dirty_slots: set[tuple[str, str]] = set()
+        self.applied_version = 0
+        self.flushed_version = 0
+        self.flush_task: asyncio.Future | None = None
         self.capture_event = asyncio.Event()
         self.applied_facts = 0
         self.market = mkt.MarketRecorder()
@@ -104,6 +119,7 @@ class LedgerWorker(WorkerApp):
         self.background.append(asyncio.create_task(self._floor_loop()))
         self.background.append(asyncio.create_task(self._safety_loop()))
         self.background.append(asyncio.create_task(self._capture_loop()))
+        await self.nc.subscribe(result_subject("*"), cb=self._on_result)
         if self.recon_interval_s > 0:
             self.background.append(asyncio.create_task(self._recon_loop()))
         if self.snapshot_interval_s > 0:
@@ -113,51 +129,102 @@ class LedgerWorker(WorkerApp):
         return [("ledger", self.handle)]
 
     # ---- the fact handler --------------------------------------------------------------------
-    async def handle(self, d: Delivery) -> list[Out]:
+    def handle(self, d: Delivery):
+        """Fold one fact in memory; its audit entries are the outputs. The state it changed is
+        written by the flusher before the fact is acked (:meth:`before_ack`), one write per key per
+        batch however many facts touched it."""
+        cid = d.cid
+        if not is_id(cid):  # no execution has it, and ``x.<cid>`` would be an illegal KV key
+            raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"subject token {cid[:40]!r} is not a correlation id")
+        if cid.startswith("probe-") and isinstance(decode_for(cid, d.data), PartitionProbe):
+            return []  # the coordinators' ownership probe: nothing of any execution
+        if d.num_delivered > 1:
+            self.gap_check_until = time.time() + GAP_CHECK_S
+        st = self._cached(cid)
+        # Not in memory: load it, unless this is the first delivery of an execution's first fact
+        # (the gateway stores ExecutionCreated/IntentRejected only as a cid's first fact).
+        new_execution = st is None and d.num_delivered == 1 and _is_first_fact(d.data)
+        if (st is None and not new_execution) or time.time() < self.gap_check_until:
+            return self._handle_slow(d, st)
+        return self._fold(d, [], st)
+
+    async def _handle_slow(self, d: Delivery, st: CidState | None) -> list[Out]:
         try:
-            return await self._handle(d)
+            if st is None:
+                st = await self._state(d.cid)
+            if st is not None and d.stream_seq <= st.last_seq:
+                return self._fold(d, [], st)
+            # Facts of one cid arrive in stream order unless a delivery failed or a process died;
+            # only then (a window after start-up, a redelivery or a failure here) can a gap exist,
+            # and only then is it worth a stream read per fact.
+            raws = await self._gap(d.cid, st.last_seq if st is not None else 0, d.stream_seq) if time.time() < self.gap_check_until else []
+            return self._fold(d, raws, st)
         except Exception:
             self.gap_check_until = time.time() + GAP_CHECK_S  # this fact comes back after later ones
             raise
 
-    async def _handle(self, d: Delivery) -> list[Out]:
+    def _fold(self, d: Delivery, raws: list, st: CidState | None) -> list[Out]:
         cid = d.cid
-        if not is_id(cid):  # no execution has it, and ``x.<cid>`` would be an illegal KV key
-            raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"subject token {cid[:40]!r} is not a correlation id")
         seq = d.stream_seq
-        st = await self._state(cid)
         if st is not None and seq <= st.last_seq:
             return [Out(m.subject, m.data, m.msg_id) for e in st.outbox_log if e.seq == seq for m in e.msgs]
-        if d.num_delivered > 1:
-            self.gap_check_until = time.time() + GAP_CHECK_S
-        # Facts of one cid arrive in stream order unless a delivery failed or a process died; only
-        # then (a window after start-up, a redelivery or a failure here) can a gap exist, and only
-        # then is it worth a stream read per fact.
-        raws = await self._gap(cid, st.last_seq if st is not None else 0, seq) if time.time() < self.gap_check_until else []
-        raws.append(store.RawMsg(seq=seq, ts=store.msg_ts(d.msg), subject=d.subject, data=d.data))
+        raws.append(store.RawMsg(seq=seq, ts=d.ts, subject=d.subject, data=d.data))
         outs: list[Out] = []
-        touched: set[tuple[str, str]] = set()
-        was_terminal = st is not None and st.terminal
         for raw in raws:
             st, msgs, keys = self._apply(st, cid, raw)
             outs += [Out(m.subject, m.data, m.msg_id) for m in msgs]
-            touched |= keys
+            self.dirty_slots |= keys
         assert st is not None
-        await self._persist_slots(touched)
         st.outbox_log = [e for e in st.outbox_log if e.seq > self.ack_floor][-OUTBOX_KEEP_MAX:]
-        await self.kv.put(store.state_key(cid), encode(st))
+        self.dirty_states[cid] = st
         self._cache(cid, st)
         self.applied_facts += len(raws)
-        if st.terminal and not was_terminal:
-            self._schedule_capture(st)
+        self.applied_version += 1
         return outs
+
+    def _cached(self, cid: str) -> CidState | None:
+        st = self.dirty_states.get(cid) or self.states.get(cid)
+        if st is not None:
+            self.states[cid] = st
+            self.states.move_to_end(cid)
+        return st
+
+    async def before_ack(self) -> None:
+        """Everything folded so far is stored before the facts that produced it are acked."""
+        target = self.applied_version
+        while self.flushed_version < target:
+            if self.flush_task is None or self.flush_task.done():
+                self.flush_task = asyncio.ensure_future(self._flush())
+            await asyncio.shield(self.flush_task)
+
+    async def _flush(self) -> None:
+        version = self.applied_version
+        states, self.dirty_states = self.dirty_states, {}
+        keys, self.dirty_slots = self.dirty_slots, set()
+        try:
+            futures = []
+            for key in sorted(keys):
+                slot = slot_compact(self.slots[key], self.ack_floor)
+                self.slots[key] = slot
+                pos = self.current[key]
+                futures.append(await self.jspub.publish(f"$KV.{KV_LEDGER}.{store.pbook_key(*key)}", encode(slot)))
+                futures.append(await self.jspub.publish(f"$KV.{KV_LEDGER}.{store.pos_key(*key)}", json.dumps(public_position(pos, self.market.mark(pos.symbol), slot)).encode()))
+            for cid, st in states.items():
+                futures.append(await self.jspub.publish(f"$KV.{KV_LEDGER}.{store.state_key(cid)}", encode(st)))
+            await asyncio.gather(*futures)
+        except BaseException:
+            for cid, st in states.items():
+                self.dirty_states.setdefault(cid, st)  # newer folds of the same cid stay newer
+            self.dirty_slots |= keys
+            raise
+        self.flushed_version = max(self.flushed_version, version)
 
     def _apply(self, st: CidState | None, cid: str, raw: store.RawMsg) -> tuple[CidState, list[OutMsg], set]:
         fact = decode_for(cid, raw.data)
         if isinstance(fact, tuple):
             step = apply_undecodable(st, cid, raw.seq, raw.ts, fact[1])
         else:
-            step = apply_fact(st, fact, raw.seq, raw.ts, self.cfg)
+            step = apply_fact(st, fact, raw.seq, raw.ts)
         entries = list(step.entries)
         keys: set = set()
         if step.fill is not None:
@@ -201,7 +268,7 @@ class LedgerWorker(WorkerApp):
         out: list[store.RawMsg] = []
         cur = last + 1
         while cur < seq:
-            raw = await store.next_msg(self.nc, store.EVT_STREAM, evt_subject(cid), cur)
+            raw = await store.next_msg(self.nc, store.EVT_STREAM, evt_stored(cid), cur)
             if raw is None or raw.seq >= seq:
                 break
             out.append(raw)
@@ -210,9 +277,8 @@ class LedgerWorker(WorkerApp):
 
     # ---- state cache and persistence --------------------------------------------------------
     async def _state(self, cid: str) -> CidState | None:
-        st = self.states.get(cid)
+        st = self._cached(cid)
         if st is not None:
-            self.states.move_to_end(cid)
             return st
         try:
             entry = await self.kv.get(store.state_key(cid))
@@ -242,12 +308,10 @@ class LedgerWorker(WorkerApp):
             self.current[k] = slot_position(slot)
 
     async def _persist_slots(self, keys) -> None:
-        for key in sorted(keys):
-            slot = slot_compact(self.slots[key], self.ack_floor)
-            self.slots[key] = slot
-            await self.kv.put(store.pbook_key(*key), encode(slot))
-            pos = self.current[key]
-            await self.kv.put(store.pos_key(*key), json.dumps(public_position(pos, self.market.mark(pos.symbol), slot)).encode())
+        """Write these position slots now (compacted to the ack floor), with whatever else is dirty."""
+        self.dirty_slots |= set(keys)
+        self.applied_version += 1
+        await self.before_ack()
 
     async def _refresh_ack_floor(self) -> None:
         try:
@@ -327,12 +391,15 @@ class LedgerWorker(WorkerApp):
                 pass
 
     # ---- market capture for TCA --------------------------------------------------------------
-    def _schedule_capture(self, st: CidState) -> None:
-        if st.record is None or st.symbol is None:
+    async def _on_result(self, msg) -> None:
+        """An execution ended (the coordinator's ``exec.result.<cid>``): capture its market data soon."""
+        try:
+            result = decode(msg.data, ExecutionResult)
+        except Exception:
             return
-        if time.time() - st.record.completed_at > mkt.HISTORY_S:
-            return  # replayed long after the fact: nothing recorded any more
-        heapq.heappush(self.captures, (time.time() + CAPTURE_DELAY_S, st.cid))
+        if result.symbol is None or time.time() - result.updated_at > mkt.HISTORY_S:
+            return  # rejected at intake, or long ago: nothing recorded any more
+        heapq.heappush(self.captures, (time.time() + CAPTURE_DELAY_S, result.correlation_id, result.updated_at))
         self.capture_event.set()
 
     async def _capture_loop(self) -> None:
@@ -341,7 +408,7 @@ class LedgerWorker(WorkerApp):
                 self.capture_event.clear()
                 await self.capture_event.wait()
                 continue
-            due, cid = self.captures[0]
+            due, cid, completed_at = self.captures[0]
             if due > time.time():
                 self.capture_event.clear()
                 try:
@@ -351,18 +418,19 @@ class LedgerWorker(WorkerApp):
                 continue
             heapq.heappop(self.captures)
             try:
-                await self.capture(cid)
+                await self.capture(cid, completed_at)
             except Exception:
                 log.exception("market capture failed for %s", cid)
 
-    async def capture(self, cid: str) -> dict | None:
+    async def capture(self, cid: str, completed_at: float = 0.0) -> dict | None:
         st = await self._state(cid)
-        if st is None or st.record is None or st.symbol is None:
+        if st is None or st.symbol is None:
             return None
-        t0 = (st.created_ts or st.record.created_at) - CAPTURE_PAD_S
-        t1 = (st.record.completed_at or time.time()) + CAPTURE_PAD_S
+        end = completed_at or time.time()
+        t0 = st.created_ts - CAPTURE_PAD_S
+        t1 = end + CAPTURE_PAD_S
         try:
-            tape = await venue_ops.tape(self.nc, st.symbol, st.created_ts or st.record.created_at, st.record.completed_at or time.time())
+            tape = await venue_ops.tape(self.nc, st.symbol, st.created_ts, end)
         except venue_ops.OpUnavailable:
             tape = None
         doc = mkt.capture(self.market, st.symbol, t0, t1, tape)

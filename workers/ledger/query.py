@@ -9,17 +9,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 from nats.aio.client import Client
 
-from bus.topology import KV_LEDGER
+from bus.topology import EVT_ALL, KV_EXECUTIONS, KV_LEDGER, evt_stored
 from core import audit
-from core.coordinator import CoordinatorConfig
 from core.ledger import OrderLedgerEntry, Position, PositionBook, snapshot
 from schemas.codec import decode
+from schemas.messages import ExecutionRecord
 from workers.ledger import store
 from workers.ledger.state import CidState, PositionSlot, Replay, decode_for, replay, replay_positions, slot_position
 
@@ -113,18 +114,37 @@ async def facts(nc: Client, cid: str | None = None) -> list[tuple[int, float, ob
     """``(seq, stream ts, fact)`` of EXEC_EVT in stream order; an undecodable fact is
     ``(cid, detail)`` (what :func:`workers.ledger.state.replay` expects)."""
     out: list[tuple[int, float, object]] = []
-    async for m in store.read_stream(nc, store.EVT_STREAM, f"exec.evt.{cid}" if cid else "exec.evt.*"):
+    async for m in store.read_stream(nc, store.EVT_STREAM, evt_stored(cid) if cid else EVT_ALL):
         out.append((m.seq, m.ts, decode_for(m.subject.rsplit(".", 1)[-1], m.data)))
     return out
 
 
-async def replay_stream(nc: Client, cfg: CoordinatorConfig | None = None, cid: str | None = None) -> Replay:
-    return replay(await facts(nc, cid), cfg or CoordinatorConfig())
+async def replay_stream(nc: Client, cid: str | None = None) -> Replay:
+    return replay(await facts(nc, cid))
 
 
-async def rebuild_state(nc: Client, cid: str, cfg: CoordinatorConfig | None = None) -> CidState | None:
-    r = await replay_stream(nc, cfg, cid)
+async def rebuild_state(nc: Client, cid: str) -> CidState | None:
+    r = await replay_stream(nc, cid)
     return r.states.get(cid)
+
+
+async def attach_records(nc: Client, sts: dict[str, CidState]) -> dict[str, CidState]:
+    """Give each state the coordinator's record (KV ``EXECUTIONS``): the transitions and timings
+    that TCA and the report need, which the ledger itself does not derive."""
+    kv = await nc.jetstream(timeout=5).key_value(KV_EXECUTIONS)
+    sem = asyncio.Semaphore(64)
+
+    async def one(st: CidState) -> None:
+        async with sem:
+            try:
+                entry = await kv.get(st.cid)
+            except Exception:
+                return
+        if entry.value:
+            st.record = decode(entry.value, ExecutionRecord)
+
+    await asyncio.gather(*(one(st) for st in sts.values() if st.record is None))
+    return sts
 
 
 def compare_books(live: PositionBook, replayed: PositionBook) -> list[str]:

@@ -29,7 +29,7 @@ from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
 from bus.runtime import Out, Publisher
-from bus.topology import CONSUMERS, KV_LEDGER, audit_subject, evt_subject
+from bus.topology import CONSUMERS, KV_LEDGER, audit_subject, evt_stored, evt_subject
 from core import audit, recon
 from core.ledger import OrderLedgerEntry
 from schemas.codec import encode
@@ -89,7 +89,7 @@ class Reconciler:
             picked = [o for o in st.orders.values() if o.state in recon.LEDGER_LIVE or now - o.updated_at <= self.lookback_s]
             if not picked:
                 continue
-            if await last_seq_on(self.nc, evt_subject(cid)) > st.last_seq:
+            if await last_seq_on(self.nc, evt_stored(cid)) > st.last_seq:
                 lagging.append(cid)
                 continue
             candidates += picked

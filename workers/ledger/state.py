@@ -8,16 +8,15 @@ Per execution (:class:`CidState`)
 ---------------------------------
 :func:`apply_fact` applies one fact, in stream order for its cid:
 
-1. Execution transitions are derived by re-running :func:`core.coordinator.decide` on the ledger's own
-   copy of the record (same config as the coordinator). It is pure, so ``from``/``to`` are exactly the
-   coordinator's moves, and deterministic, because ``now`` is the fact's stream timestamp (the
-   coordinator uses its wall clock a few ms later; only a timer decision landing inside that gap could
-   differ — see docs/ledger.md).
-2. The order ledger (:mod:`core.ledger` entries, full history) follows the record's children, plus the
-   escape worker's flatten order, which the record does not track.
-3. A ``ChildFill`` with a trade id new for this execution becomes a position :class:`core.ledger.Fill`
+1. The order ledger (:mod:`core.ledger` entries, full history) follows the venue-facing facts: a
+   ``SplitDone`` creates the children, ``ChildAccepted``/``ChildRejected``/``ChildFill``/``ChildClosed``
+   move them (an order first heard of from the venue was submitted), re-prices and replacements come
+   from ``ChildReplaced``/``AdjustDone``, an ``EscapeDone`` cancels what it cancelled and what was
+   never sent; plus the escape worker's flatten order. The execution's own transitions are the
+   coordinator's to record (it audits them itself); the ledger needs no copy of its decisions.
+2. A ``ChildFill`` with a trade id new for this execution becomes a position :class:`core.ledger.Fill`
    (symbol/side/strategy from the ``ExecutionCreated`` fact; the flatten order trades the opposite side).
-4. Audit entries (:mod:`core.audit`): every new transition, order-history event, alert, operator escape.
+3. Audit entries (:mod:`core.audit`): every order-history event, ledger alert, operator escape.
 
 Positions (:class:`PositionSlot`)
 ---------------------------------
@@ -39,7 +38,6 @@ from decimal import Decimal
 import msgspec
 
 from core import audit
-from core.coordinator import CoordinatorConfig, decide
 from core.execution_fsm import is_terminal
 from core.ids import flatten_order_id
 from core.ledger import (
@@ -53,7 +51,6 @@ from core.ledger import (
     PositionBook,
     apply_fill,
     book_replay,
-    check_invariant,
     new_order,
     new_position,
     order_on_event,
@@ -61,16 +58,19 @@ from core.ledger import (
 from schemas.codec import DecodeError, decode_fact
 from schemas.enums import OrderState, OrderType, ReasonCode, Side
 from schemas.messages import (
+    AdjustDone,
     ChildAccepted,
     ChildClosed,
     ChildFill,
-    ChildRecord,
     ChildRejected,
+    ChildReplaced,
     EscapeDone,
     ExecutionCreated,
     ExecutionRecord,
     IntentRejected,
     OutMsg,
+    PartitionProbe,
+    SplitDone,
 )
 
 __all__ = [
@@ -130,7 +130,7 @@ class CidState(msgspec.Struct, kw_only=True):
 
     cid: str
     last_seq: int = 0  # every fact of this cid with seq <= last_seq is applied
-    record: ExecutionRecord | None = None  # the ledger's own decide() copy (outbox dropped)
+    record: ExecutionRecord | None = None  # the coordinator's record, attached by readers from KV EXECUTIONS (TCA)
     idempotency_key: str = ""
     symbol: str | None = None
     side: Side | None = None
@@ -160,8 +160,6 @@ class Step:
     state: CidState
     entries: list[audit.AuditEntry] = field(default_factory=list)
     fill: Fill | None = None
-    fill_rec: FillRec | None = None
-    changed: bool = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,20 +169,6 @@ class Step:
 
 def _copy(st: CidState) -> CidState:
     return msgspec.structs.replace(st, orders=dict(st.orders), fills=list(st.fills), reprices=list(st.reprices), outbox_log=list(st.outbox_log))
-
-
-_EVENT_FOR: dict[OrderState, OrderEventKind] = {
-    OrderState.SUBMITTED: OrderEventKind.SUBMIT,
-    OrderState.ACKNOWLEDGED: OrderEventKind.ACK,
-    OrderState.CANCELLED: OrderEventKind.CANCEL,
-    OrderState.REJECTED: OrderEventKind.REJECT,
-    OrderState.EXPIRED: OrderEventKind.EXPIRE,
-    OrderState.FAILED: OrderEventKind.FAIL,
-}
-
-
-def _filled(record: ExecutionRecord | None) -> Decimal:
-    return sum((c.filled_qty for c in record.children), Decimal(0)) if record else Decimal(0)
 
 
 class _Ctx:
@@ -253,43 +237,22 @@ class _Ctx:
             updated_at=self.now,
         )
 
-    def sync_children(self, before: ExecutionRecord | None, after: ExecutionRecord) -> None:
-        """Make the order ledger follow the record's children (new, re-priced, state changes)."""
-        st = self.st
-        fact = self.fact
-        prior = {c.index: c for c in before.children} if before is not None else {}
-        for c in after.children:
-            b = prior.get(c.index)
-            if b is None:
-                self.add_order(c.client_order_id, st.side or Side.BUY, c.qty, c.price)
-            elif b.client_order_id != c.client_order_id:
-                self._replace_id(b, c)
-            elif b.price != c.price:
-                self._reprice(c.client_order_id, b.price, c.price, c.generation)
-            self._follow_state(c, fact)
+    def submitted(self, coid: str) -> None:
+        """The venue answered for an order still CREATED here: it was sent."""
+        entry = self.st.orders.get(coid)
+        if entry is not None and entry.state is OrderState.CREATED:
+            self.event(coid, OrderEventKind.SUBMIT)
 
-    def _follow_state(self, c: ChildRecord, fact: object) -> None:
-        entry = self.st.orders.get(c.client_order_id)
-        if entry is not None and c.venue_order_id and entry.venue_order_id is None and entry.state is c.state:
-            # an ack that came after a fill (stale for the state machine) still names the venue order
-            self.st.orders[c.client_order_id] = entry = msgspec.structs.replace(entry, venue_order_id=c.venue_order_id)
-        if entry is None or entry.state is c.state:
+    def replaced(self, coid: str, new_coid: str, new_price: Decimal | None, generation: int) -> None:
+        """A re-price: in place (same id) or cancel/replace under a new client order id."""
+        old = self.st.orders.get(coid)
+        if old is None or old.state in (OrderState.FILLED, OrderState.CANCELLED, OrderState.REJECTED, OrderState.EXPIRED, OrderState.FAILED):
             return
-        kind = _EVENT_FOR.get(c.state)
-        if kind is None:
-            return  # PARTIALLY_FILLED / FILLED come from fills, never from a state copy
-        kw: dict = {}
-        if kind is OrderEventKind.ACK and c.venue_order_id:
-            kw["venue_order_id"] = c.venue_order_id
-        if isinstance(fact, ChildClosed) and fact.client_order_id == c.client_order_id:
-            kw["reason"] = fact.reason or fact.state.value
-        elif isinstance(fact, ChildRejected) and fact.client_order_id == c.client_order_id:
-            kw["reason"] = fact.reason_code.value
-        elif isinstance(fact, EscapeDone):
-            kw["reason"] = f"escape: {fact.reason}"
-        elif kind is OrderEventKind.REJECT and c.reason_code is not None:
-            kw["reason"] = c.reason_code.value
-        self.event(c.client_order_id, kind, **kw)
+        if new_coid == coid:
+            if old.price != new_price:
+                self._reprice(coid, old.price, new_price, generation)
+            return
+        self._replace_id(coid, old.price, new_coid, new_price)
 
     def _reprice(self, coid: str, old: Decimal | None, new: Decimal | None, generation: int) -> None:
         entry = self.st.orders.get(coid)
@@ -299,26 +262,25 @@ class _Ctx:
         self.st.orders[coid] = msgspec.structs.replace(entry, price=new, history=entry.history + (item,), updated_at=self.now)
         self.st.reprices.append(Reprice(self.now, coid, coid, old, new))
 
-    def _replace_id(self, b: ChildRecord, c: ChildRecord) -> None:
+    def _replace_id(self, coid: str, old_price: Decimal | None, new_coid: str, new_price: Decimal | None) -> None:
         """Cancel/replace under a new client order id: the old order ends, a new one carries the rest."""
-        old = self.st.orders.get(b.client_order_id)
-        if old is not None:
-            item = OrderHistoryItem(self.now, old.state, "ORDER_REPLACED", f"replaced by {c.client_order_id} at {c.price}")
-            self.st.orders[b.client_order_id] = msgspec.structs.replace(old, history=old.history + (item,), updated_at=self.now)
-            if old.state in (OrderState.SUBMITTED, OrderState.ACKNOWLEDGED, OrderState.PARTIALLY_FILLED):
-                self.event(b.client_order_id, OrderEventKind.CANCEL, reason=f"replaced by {c.client_order_id}")
-        rest = c.qty - (old.filled_qty if old is not None else Decimal(0))
-        if self.add_order(c.client_order_id, self.st.side or Side.BUY, rest if rest > 0 else c.qty, c.price, reason=f"replaces {b.client_order_id}"):
-            self.event(c.client_order_id, OrderEventKind.SUBMIT)
-            self.event(c.client_order_id, OrderEventKind.ACK)
-        self.st.reprices.append(Reprice(self.now, b.client_order_id, c.client_order_id, b.price, c.price))
+        old = self.st.orders[coid]
+        item = OrderHistoryItem(self.now, old.state, "ORDER_REPLACED", f"replaced by {new_coid} at {new_price}")
+        self.st.orders[coid] = msgspec.structs.replace(old, history=old.history + (item,), updated_at=self.now)
+        if old.state in (OrderState.SUBMITTED, OrderState.ACKNOWLEDGED, OrderState.PARTIALLY_FILLED):
+            self.event(coid, OrderEventKind.CANCEL, reason=f"replaced by {new_coid}")
+        rest = old.qty - old.filled_qty
+        if self.add_order(new_coid, old.side, rest if rest > 0 else old.qty, new_price, reason=f"replaces {coid}"):
+            self.event(new_coid, OrderEventKind.SUBMIT)
+            self.event(new_coid, OrderEventKind.ACK)
+        self.st.reprices.append(Reprice(self.now, coid, new_coid, old_price, new_price))
 
     def flatten_entry(self, coid: str) -> OrderLedgerEntry | None:
         """The escape worker's flatten order (not a child: the record does not track it)."""
         st = self.st
         if coid in st.orders or st.side is None:
             return st.orders.get(coid)
-        qty = _filled(st.record)
+        qty = sum((o.filled_qty for c, o in st.orders.items() if c != coid), Decimal(0))
         if qty <= 0:
             qty = sum((f.qty for f in st.fills if f.client_order_id == coid), Decimal(0))
         if self.fact is not None and isinstance(self.fact, ChildFill) and qty <= 0:
@@ -338,7 +300,7 @@ def _fill_side(st: CidState, coid: str) -> Side | None:
     return st.side.opposite if coid == st.flatten_id else st.side
 
 
-def apply_fact(st: CidState | None, fact: object, seq: int, now: float, cfg: CoordinatorConfig = CoordinatorConfig()) -> Step:
+def apply_fact(st: CidState | None, fact: object, seq: int, now: float) -> Step:
     """Apply one fact of ``st.cid`` (stream sequence ``seq``, stream time ``now``). Pure.
 
     Returns the new state (``last_seq = seq``), its audit entries (``source = evt:<seq>``, numbered),
@@ -351,70 +313,131 @@ def apply_fact(st: CidState | None, fact: object, seq: int, now: float, cfg: Coo
     ctx = _Ctx(new, fact, now)
     entries: list[audit.AuditEntry] = []
     before_orders = dict(new.orders)
-
-    if isinstance(fact, ExecutionCreated) and new.symbol is None:
-        intent = fact.intent
-        new.idempotency_key = fact.idempotency_key
-        new.symbol, new.side, new.strategy_id = intent.symbol, intent.side, intent.strategy_id
-        new.order_type, new.intent_qty = intent.order_type, intent.qty
-        new.arrival_price = fact.arrival_price
-        new.created_ts = now
-    elif isinstance(fact, IntentRejected) and not new.idempotency_key:
-        new.idempotency_key = fact.idempotency_key
-        new.created_ts = now
-
-    before_rec = new.record
-    after_rec = decide(before_rec, fact, now, cfg)  # type: ignore[arg-type]
-    if after_rec is not None:
-        after_rec = msgspec.structs.replace(after_rec, outbox=[], outbox_log=[], last_fact_seq=seq)
-        entries += audit.execution_entries(cid, before_rec, after_rec, now, type(fact).__name__)
-        new.record = after_rec
-
-    fill: Fill | None = None
-    rec: FillRec | None = None
-    coid = getattr(fact, "client_order_id", None)
-    is_child = new.record is not None and any(c.client_order_id == coid for c in new.record.children)
-    if isinstance(fact, ChildFill):
-        if any(f.trade_id == fact.trade_id for f in new.fills):
-            pass  # the same trade again (a re-published report): booked once
-        elif new.symbol is None or new.strategy_id is None:
-            ctx.alert("LEDGER_FILL_WITHOUT_EXECUTION", f"fill {fact.trade_id} for an execution without ExecutionCreated", coid, trade_id=fact.trade_id)
-        else:
-            if not is_child and coid == new.flatten_id:
-                ctx.flatten_entry(coid)
-            elif not is_child and coid not in new.orders:
-                ctx.alert("LEDGER_UNKNOWN_ORDER", f"fill {fact.trade_id} for unknown order {coid}: booked on the intent's side", coid, trade_id=fact.trade_id)
-            side = _fill_side(new, coid) or Side.BUY
-            rec = FillRec(seq=seq, ts=fact.ts, stream_ts=now, trade_id=fact.trade_id, client_order_id=coid, side=side, qty=fact.qty, price=fact.price, fee=fact.fee, liquidity=fact.liquidity)
-            new.fills.append(rec)
-            fill = Fill(trade_id=fact.trade_id, client_order_id=coid, symbol=new.symbol, strategy_id=new.strategy_id, side=side, qty=fact.qty, price=fact.price, fee=fact.fee)
-            ctx.fill(fact)
-    elif coid is not None and not is_child and coid in new.orders:
-        # an order the record does not track (the flatten order): follow its own venue events
-        if isinstance(fact, ChildAccepted):
-            ctx.event(coid, OrderEventKind.ACK, venue_order_id=fact.venue_order_id)
-        elif isinstance(fact, ChildRejected):
-            kind = OrderEventKind.FAIL if fact.reason_code is ReasonCode.VENUE_TIMEOUT else OrderEventKind.REJECT
-            ctx.event(coid, kind, reason=fact.reason_code.value)
-        elif isinstance(fact, ChildClosed):
-            kind = {OrderState.CANCELLED: OrderEventKind.CANCEL, OrderState.EXPIRED: OrderEventKind.EXPIRE, OrderState.REJECTED: OrderEventKind.REJECT}.get(fact.state)
-            if kind is not None:
-                ctx.event(coid, kind, reason=fact.reason or fact.state.value)
-    if isinstance(fact, EscapeDone) and fact.flatten_client_order_id:
-        fid = fact.flatten_client_order_id
-        if ctx.flatten_entry(fid) is not None and new.orders[fid].state in (OrderState.CREATED, OrderState.SUBMITTED):
-            ctx.event(fid, OrderEventKind.ACK)  # the escape worker only reports an accepted flatten
-
-    if new.record is not None and after_rec is not None:
-        ctx.sync_children(before_rec, new.record)
-
+    fold = _FOLD.get(type(fact))
+    fill = fold(ctx, fact) if fold is not None else None
     entries += audit.order_entries(cid, before_orders, new.orders, now)
     entries += audit.operator_entries_for_fact(fact, now)
     entries += ctx.alerts
     numbered = audit.numbered(entries, f"evt:{seq}")
     new.n_audit += len(numbered)
-    changed = bool(numbered) or fill is not None or after_rec is not None
-    return Step(state=new, entries=numbered, fill=fill, fill_rec=rec, changed=changed)
+    return Step(state=new, entries=numbered, fill=fill)
+
+
+# ---- one fold per fact type (a fact type not listed changes no order: the coordinator's business) ----
+def _on_created(ctx: _Ctx, fact: ExecutionCreated) -> None:
+    st = ctx.st
+    if st.symbol is not None:
+        return None  # the same intent again
+    intent = fact.intent
+    st.idempotency_key = fact.idempotency_key
+    st.symbol, st.side, st.strategy_id = intent.symbol, intent.side, intent.strategy_id
+    st.order_type, st.intent_qty = intent.order_type, intent.qty
+    st.arrival_price = fact.arrival_price
+    st.created_ts = ctx.now
+    return None
+
+
+def _on_rejected(ctx: _Ctx, fact: IntentRejected) -> None:
+    if not ctx.st.idempotency_key:
+        ctx.st.idempotency_key = fact.idempotency_key
+        ctx.st.created_ts = ctx.now
+    return None
+
+
+def _on_split(ctx: _Ctx, fact: SplitDone) -> None:
+    for c in fact.children:
+        ctx.add_order(c.client_order_id, ctx.st.side or Side.BUY, c.qty, c.price)
+    return None
+
+
+def _on_accepted(ctx: _Ctx, fact: ChildAccepted) -> None:
+    coid = fact.client_order_id
+    ctx.submitted(coid)
+    ctx.event(coid, OrderEventKind.ACK, venue_order_id=fact.venue_order_id)
+    return None
+
+
+def _on_rejected_child(ctx: _Ctx, fact: ChildRejected) -> None:
+    coid = fact.client_order_id
+    ctx.submitted(coid)
+    kind = OrderEventKind.FAIL if fact.reason_code is ReasonCode.VENUE_TIMEOUT else OrderEventKind.REJECT
+    ctx.event(coid, kind, reason=fact.reason_code.value)
+    return None
+
+
+_CLOSE_EVENT = {OrderState.CANCELLED: OrderEventKind.CANCEL, OrderState.EXPIRED: OrderEventKind.EXPIRE, OrderState.REJECTED: OrderEventKind.REJECT}
+
+
+def _on_closed(ctx: _Ctx, fact: ChildClosed) -> None:
+    kind = _CLOSE_EVENT.get(fact.state)
+    if kind is not None:
+        ctx.submitted(fact.client_order_id)
+        ctx.event(fact.client_order_id, kind, reason=fact.reason or fact.state.value)
+    return None
+
+
+def _on_replaced(ctx: _Ctx, fact: ChildReplaced) -> None:
+    ctx.replaced(fact.client_order_id, fact.new_client_order_id, fact.new_price, fact.generation)
+    return None
+
+
+def _on_adjusted(ctx: _Ctx, fact: AdjustDone) -> None:
+    for rep in fact.replaced:
+        ctx.replaced(rep.client_order_id, rep.new_client_order_id, rep.new_price, rep.generation)
+    return None
+
+
+def _on_escaped(ctx: _Ctx, fact: EscapeDone) -> None:
+    st = ctx.st
+    reason = f"escape: {fact.reason}"
+    for coid in fact.cancelled:
+        entry = st.orders.get(coid)
+        if entry is not None and entry.state in (OrderState.SUBMITTED, OrderState.ACKNOWLEDGED, OrderState.PARTIALLY_FILLED):
+            ctx.event(coid, OrderEventKind.CANCEL, reason=reason)
+    tried = set(fact.attempted) | set(fact.cancelled) | set(fact.failed)
+    for coid, entry in list(st.orders.items()):
+        if entry.state is OrderState.CREATED and coid not in tried and coid != st.flatten_id:
+            ctx.event(coid, OrderEventKind.CANCEL, reason=f"{reason} (never sent)")
+    if fact.flatten_client_order_id:
+        fid = fact.flatten_client_order_id
+        if ctx.flatten_entry(fid) is not None and st.orders[fid].state in (OrderState.CREATED, OrderState.SUBMITTED):
+            ctx.event(fid, OrderEventKind.ACK)  # the escape worker only reports an accepted flatten
+    return None
+
+
+def _on_fill(ctx: _Ctx, fact: ChildFill) -> Fill | None:
+    st = ctx.st
+    coid = fact.client_order_id
+    if any(f.trade_id == fact.trade_id for f in st.fills):
+        return None  # the same trade again (a re-published report): booked once
+    if st.symbol is None or st.strategy_id is None:
+        ctx.alert("LEDGER_FILL_WITHOUT_EXECUTION", f"fill {fact.trade_id} for an execution without ExecutionCreated", coid, trade_id=fact.trade_id)
+        return None
+    if coid not in st.orders:
+        if coid == st.flatten_id:
+            ctx.flatten_entry(coid)
+        else:
+            ctx.alert("LEDGER_UNKNOWN_ORDER", f"fill {fact.trade_id} for unknown order {coid}: booked on the intent's side", coid, trade_id=fact.trade_id)
+    ctx.submitted(coid)
+    side = _fill_side(st, coid) or Side.BUY
+    st.fills.append(FillRec(seq=st.last_seq, ts=fact.ts, stream_ts=ctx.now, trade_id=fact.trade_id, client_order_id=coid, side=side, qty=fact.qty, price=fact.price, fee=fact.fee, liquidity=fact.liquidity))
+    ctx.fill(fact)
+    return Fill(trade_id=fact.trade_id, client_order_id=coid, symbol=st.symbol, strategy_id=st.strategy_id, side=side, qty=fact.qty, price=fact.price, fee=fact.fee)
+
+
+_FOLD = {
+    ExecutionCreated: _on_created,
+    IntentRejected: _on_rejected,
+    SplitDone: _on_split,
+    ChildAccepted: _on_accepted,
+    ChildRejected: _on_rejected_child,
+    ChildFill: _on_fill,
+    ChildClosed: _on_closed,
+    ChildReplaced: _on_replaced,
+    AdjustDone: _on_adjusted,
+    EscapeDone: _on_escaped,
+}
+"""What each fact does to the order ledger and the position book."""
 
 
 def decode_for(cid: str, data: bytes) -> object:
@@ -525,7 +548,7 @@ class Replay:
     entries: list[audit.AuditEntry]
 
 
-def replay(facts: Iterable[tuple[int, float, object]], cfg: CoordinatorConfig = CoordinatorConfig()) -> Replay:
+def replay(facts: Iterable[tuple[int, float, object]]) -> Replay:
     """Fold ``(seq, stream_ts, fact)`` in stream order — the whole ledger from the fact log. A fact
     that is ``bytes`` or an Exception stands for an undecodable message."""
     states: dict[str, CidState] = {}
@@ -538,7 +561,9 @@ def replay(facts: Iterable[tuple[int, float, object]], cfg: CoordinatorConfig = 
             states[cid] = step.state
             entries += step.entries
             continue
-        step = apply_fact(states.get(fact.cid), fact, seq, ts, cfg)  # type: ignore[attr-defined]
+        if isinstance(fact, PartitionProbe):
+            continue  # the coordinators' ownership probe: no execution's
+        step = apply_fact(states.get(fact.cid), fact, seq, ts)  # type: ignore[attr-defined]
         states[step.state.cid] = step.state
         entries += step.entries
         if step.fill is not None:
@@ -552,6 +577,3 @@ def replay_positions(fills: Iterable[tuple[int, Fill]]) -> PositionBook:
     book, _ = book_replay(ordered)
     return book
 
-
-def position_breach(pos: Position) -> str | None:
-    return check_invariant(pos)

@@ -31,7 +31,7 @@ import msgspec
 from nats.js.errors import KeyNotFoundError
 
 from bus import tracing
-from bus.runtime import Out, Publisher, WorkerApp, tracing_on
+from bus.runtime import Out, WorkerApp, tracing_on
 from bus.topology import KV_VENUE, report_subject, venue_api
 from core import venue as model
 from core.symbols import DEFAULT_SYMBOLS
@@ -181,7 +181,7 @@ class PaperExchangeWorker(WorkerApp):
             return
         if not self.pending:
             try:
-                await Publisher(self.js).publish(self._outs(reports))
+                await self.publisher.publish(self._outs(reports))
                 return
             except Exception:
                 pass
@@ -190,7 +190,7 @@ class PaperExchangeWorker(WorkerApp):
 
     async def _flusher(self) -> None:
         """Publish reports in order; keep them until JetStream confirms (nothing is lost)."""
-        publisher = Publisher(self.js)
+        publisher = self.publisher
         while True:
             await self.flush_event.wait()
             self.flush_event.clear()
