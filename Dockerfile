@@ -23,13 +23,15 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/jetexec
 WORKDIR /src
-# Only what the wheel needs (the same paths tests/deploy/test_manifests.py builds from).
+# Only what the wheel needs: every package pyproject.toml installs (bench/ too: `jetexec bench`
+# runs in the image). tests/deploy/test_manifests.py builds from the same paths.
 COPY pyproject.toml ./
 COPY jetexec ./jetexec
 COPY schemas ./schemas
 COPY bus ./bus
 COPY core ./core
 COPY workers ./workers
+COPY bench ./bench
 RUN /opt/jetexec/bin/pip install . \
  && /opt/jetexec/bin/python -m compileall -q /opt/jetexec/lib
 

@@ -619,4 +619,7 @@ def to_result(r: ExecutionRecord) -> ExecutionResult:
         created_at=r.created_at,
         updated_at=r.updated_at,
         venue=(r.intent.venue or None) if r.intent else None,
+        strategy_id=r.intent.strategy_id if r.intent else None,
+        order_type=r.intent.order_type if r.intent else None,
+        price=r.intent.price if r.intent else None,
     )

@@ -2,10 +2,21 @@
 
 Input is one JSON object (a line of ``jetexec submit``). Every way it can be wrong maps to a
 :class:`~schemas.enums.ReasonCode`; nothing here raises anything but :class:`IntentError`.
+
+Strict on purpose, because a quietly re-read order is worse than a refused one:
+
+* a field the contract does not name is refused (``VALIDATION_INVALID_FIELD``, with the closest
+  known name): a misspelt ``"urgncy"`` must not become NORMAL;
+* ``qty`` and ``price`` are plain decimal notation — digits with an optional fractional part, as a
+  JSON number or a string (``10``, ``1.5``, ``"0.05"``). Exponent notation (``1e3``, ``"1E+3"``),
+  a bare ``".5"``, a ``+`` sign or ``_`` separators are refused with the field's code: ``1e3`` buys
+  1,000 where a reader may see 1, so the digits must be written out.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Callable, Collection
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,6 +33,8 @@ MAX_QTY = Decimal("1e12")
 MAX_PRICE = Decimal("1e12")
 MAX_HORIZON_S = 24 * 3600
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:")
+INTENT_FIELDS = ("symbol", "side", "qty", "order_type", "price", "strategy_id", "urgency", "split", "horizon_s", "client_key", "venue")
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
 class IntentError(ValueError):
@@ -42,6 +55,11 @@ def _decimal(raw: msgspec.Raw | None, field: str, code: ReasonCode, limit: Decim
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise IntentError(code, f"{field} must be a number or a decimal string")
+    text = value.strip() if isinstance(value, str) else bytes(raw).decode().strip()
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        if re.fullmatch(r"[-+]?[0-9.]+[eE][-+]?[0-9]+", text):
+            raise IntentError(code, f"{field} {text[:40]} uses exponent notation: write the digits out (plain decimal notation, like 1000 or 0.05)")
+        raise IntentError(code, f"{field} {text[:40]!r} must be digits with an optional decimal point (like 10 or 0.05)")
     try:
         # Decode numbers from their JSON text so 0.1 stays exactly 0.1.
         dec = msgspec.json.decode(raw, type=Decimal) if not isinstance(value, str) else Decimal(value.strip())
@@ -99,6 +117,11 @@ def parse_intent(
         fields = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise IntentError(ReasonCode.VALIDATION_MALFORMED, "intent must be one JSON object") from None
+    unknown = [k for k in fields if k not in INTENT_FIELDS]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], INTENT_FIELDS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else f"; the fields are {', '.join(INTENT_FIELDS)}"
+        raise IntentError(ReasonCode.VALIDATION_INVALID_FIELD, f"unknown field {unknown[0][:40]!r}{hint}")
     try:
         venue = _text(fields, "venue", required=False, code=ReasonCode.VALIDATION_INVALID_VENUE)
         if venue is not None:

@@ -3,10 +3,12 @@
 :func:`run_precheck` runs the checks below in this order; the first failure wins. Alerts raised
 before a failure (GR061) are kept on the outcome.
 
-0. execution mode: LIVE needs BOTH switches (config flag and environment variable)
+0. execution mode: LIVE needs BOTH switches (config flag and environment variable) and a
+   live-capable venue among the configured ones (the paper exchange is not one)
    -> POLICY_LIVE_NOT_ENABLED.
 1. safety FAIL / LOCKDOWN -> SAFETY_BLOCKED + FS090 (FAIL_SAFE). NORMAL and WARNING pass.
-2. position limit: the order may not take |position| above the symbol's max. Equal passes
+2. position limit: the order may not take |position| above the symbol's max (the symbol's own
+   limit, else the default; a strategy's limit caps it further). Equal passes
    (9900 + 100 passes, 9950 + 100 fails) -> POSITION_LIMIT_EXCEEDED.
    Deliberate difference: an order that only *reduces* an existing over-limit position (same side
    of zero, smaller magnitude) passes — blocking risk-reducing orders helps nobody. The seed
@@ -26,10 +28,11 @@ before a failure (GR061) are kept on the outcome.
 4. venue connected, else VENUE_DISCONNECTED.
 5. market open: no spec (or a spec for another symbol) -> VALIDATION_INVALID_SYMBOL + FS091;
    halted -> SYMBOL_HALTED; session closed at ``minute_of_day`` -> MARKET_CLOSED.
-6. daily limits (GR062): count >= limit, or today's notional + this cost > notional limit
-   -> DAILY_LIMIT_REACHED + GR062.
-7. price collar, LIMIT only: |price - ref| / ref > collar -> PRICE_COLLAR. ref = live reference
-   price, else the spec's reference price. Exactly at the collar passes.
+6. daily limits (GR062), per strategy (a strategy's own limits replace the defaults): count >=
+   limit, or today's notional + this cost > notional limit -> DAILY_LIMIT_REACHED + GR062.
+7. price collar, LIMIT only: |price - ref| / ref > collar (the symbol's own collar, else the
+   default) -> PRICE_COLLAR. ref = live reference price, else the spec's reference price. Exactly
+   at the collar passes.
 8. risk hook (evaluated by the caller, see :mod:`core.risk`): BLOCK -> RISK_BLOCKED (detail = the
    hook's reason); PAUSE -> ``passed=False, pause=True, reason_code=None``: the worker retries until
    the PRECHECK deadline, then fails with RISK_PAUSE_TIMEOUT.
@@ -64,27 +67,53 @@ from schemas.messages import Alert, Intent
 LIVE_NOT_ENABLED_DETAIL = (
     "live execution is governance-blocked: set both the config flag and the environment variable"
 )
+LIVE_NO_VENUE_DETAIL = "live execution refused: no live venue is configured (the paper exchange is simulated)"
 _STAGE = ExecutionState.PRECHECK
+
+
+class StrategyLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """One strategy's own limits; ``None`` keeps the default."""
+
+    max_position_qty: Decimal | None = None  # caps |position| in every symbol, with the symbol's limit
+    daily_trade_limit: int | None = None  # replaces the default
+    daily_notional_limit: Decimal | None = None  # replaces the default
 
 
 class PrecheckConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_position_qty: Decimal = Decimal(10000)
     max_position_overrides: dict[str, Decimal] = {}  # symbol -> max |position|
-    daily_trade_limit: int = 100
-    daily_notional_limit: Decimal = Decimal(10_000_000)
+    daily_trade_limit: int = 100  # per strategy and UTC day
+    daily_notional_limit: Decimal = Decimal(10_000_000)  # per strategy and UTC day
     price_collar_pct: Decimal = Decimal("0.05")
+    price_collar_overrides: dict[str, Decimal] = {}  # symbol -> collar
     available_capital: Decimal = Decimal(100_000_000)  # used when the context gives none
+    strategy_limits: dict[str, StrategyLimits] = {}  # strategy_id -> its own limits
 
     def __post_init__(self) -> None:
-        if self.max_position_qty < 0 or any(v < 0 for v in self.max_position_overrides.values()):
+        caps = [s.max_position_qty for s in self.strategy_limits.values() if s.max_position_qty is not None]
+        if self.max_position_qty < 0 or any(v < 0 for v in self.max_position_overrides.values()) or any(v < 0 for v in caps):
             raise ValueError("max position quantities must be >= 0")
-        if self.daily_trade_limit < 0 or self.daily_notional_limit < 0:
+        counts = [s.daily_trade_limit for s in self.strategy_limits.values() if s.daily_trade_limit is not None]
+        notionals = [s.daily_notional_limit for s in self.strategy_limits.values() if s.daily_notional_limit is not None]
+        if self.daily_trade_limit < 0 or self.daily_notional_limit < 0 or any(v < 0 for v in counts + notionals):
             raise ValueError("daily limits must be >= 0")
-        if self.price_collar_pct < 0:
+        if self.price_collar_pct < 0 or any(v < 0 for v in self.price_collar_overrides.values()):
             raise ValueError("price_collar_pct must be >= 0")
 
-    def max_position_for(self, symbol: str) -> Decimal:
-        return self.max_position_overrides.get(symbol, self.max_position_qty)
+    def max_position_for(self, symbol: str, strategy_id: str | None = None) -> Decimal:
+        limit = self.max_position_overrides.get(symbol, self.max_position_qty)
+        own = self.strategy_limits.get(strategy_id) if strategy_id is not None else None
+        return min(limit, own.max_position_qty) if own is not None and own.max_position_qty is not None else limit
+
+    def daily_limits_for(self, strategy_id: str) -> tuple[int, Decimal]:
+        """(trades, notional) a strategy may send per UTC day."""
+        own = self.strategy_limits.get(strategy_id)
+        count = own.daily_trade_limit if own is not None and own.daily_trade_limit is not None else self.daily_trade_limit
+        notional = own.daily_notional_limit if own is not None and own.daily_notional_limit is not None else self.daily_notional_limit
+        return count, notional
+
+    def price_collar_for(self, symbol: str) -> Decimal:
+        return self.price_collar_overrides.get(symbol, self.price_collar_pct)
 
 
 class PrecheckContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,6 +126,7 @@ class PrecheckContext(msgspec.Struct, frozen=True, kw_only=True):
     minute_of_day: int  # UTC minutes after midnight, see :func:`minute_of_day_utc`
     risk: RiskResult
     live_switches: tuple[bool, bool] = (False, False)  # (config flag, environment variable)
+    live_venue: bool = False  # a live-capable venue is configured (the paper exchange is not one)
     position_qty: Decimal = Decimal(0)  # signed, this symbol and strategy
     available_capital: Decimal | None = None  # None = PrecheckConfig.available_capital
     reference_price: Decimal | None = None  # live mid / last; None = not known
@@ -146,6 +176,8 @@ def run_precheck(intent: Intent, ctx: PrecheckContext, config: PrecheckConfig | 
     # 0) execution mode governance
     if ctx.mode is ExecutionMode.LIVE and not (ctx.live_switches[0] and ctx.live_switches[1]):
         return fail(ReasonCode.POLICY_LIVE_NOT_ENABLED, LIVE_NOT_ENABLED_DETAIL)
+    if ctx.mode is ExecutionMode.LIVE and not ctx.live_venue:
+        return fail(ReasonCode.POLICY_LIVE_NOT_ENABLED, LIVE_NO_VENUE_DETAIL)
 
     # 1) safety state
     if ctx.safety_state in (SafetyState.FAIL, SafetyState.LOCKDOWN):
@@ -153,7 +185,7 @@ def run_precheck(intent: Intent, ctx: PrecheckContext, config: PrecheckConfig | 
         return fail(ReasonCode.SAFETY_BLOCKED, msg, alert(AlertCode.FS090, _STAGE, msg, ctx.now))
 
     # 2) position limit
-    max_pos = cfg.max_position_for(intent.symbol)
+    max_pos = cfg.max_position_for(intent.symbol, intent.strategy_id)
     signed = qty * intent.side.sign
     if not _position_ok(ctx.position_qty, signed, max_pos):
         return fail(
@@ -207,11 +239,12 @@ def run_precheck(intent: Intent, ctx: PrecheckContext, config: PrecheckConfig | 
     # 6) daily limits (GR062)
     price = _price_for_cost(intent, ctx)  # spec is known now, so a price always exists
     cost = qty * price if price is not None else Decimal(0)
-    if ctx.daily_count >= cfg.daily_trade_limit:
-        msg = f"daily trade limit reached ({ctx.daily_count}/{cfg.daily_trade_limit})"
+    trade_limit, notional_limit = cfg.daily_limits_for(intent.strategy_id)
+    if ctx.daily_count >= trade_limit:
+        msg = f"daily trade limit reached ({ctx.daily_count}/{trade_limit})"
         return fail(ReasonCode.DAILY_LIMIT_REACHED, msg, alert(AlertCode.GR062, _STAGE, msg, ctx.now))
-    if ctx.daily_notional + cost > cfg.daily_notional_limit:
-        msg = f"daily notional limit reached ({ctx.daily_notional} + {cost} > {cfg.daily_notional_limit})"
+    if ctx.daily_notional + cost > notional_limit:
+        msg = f"daily notional limit reached ({ctx.daily_notional} + {cost} > {notional_limit})"
         return fail(ReasonCode.DAILY_LIMIT_REACHED, msg, alert(AlertCode.GR062, _STAGE, msg, ctx.now))
 
     # 7) price collar (LIMIT only)
@@ -221,10 +254,11 @@ def run_precheck(intent: Intent, ctx: PrecheckContext, config: PrecheckConfig | 
             ref = spec.reference_price
         if ref is not None:
             dev = abs(intent.price - ref) / ref
-            if dev > cfg.price_collar_pct:
+            collar = cfg.price_collar_for(intent.symbol)
+            if dev > collar:
                 return fail(
                     ReasonCode.PRICE_COLLAR,
-                    f"limit {intent.price} is {dev:.4%} from reference {ref} (collar {cfg.price_collar_pct:%})",
+                    f"limit {intent.price} is {dev:.4%} from reference {ref} (collar {collar:%})",
                 )
 
     # 8) risk hook

@@ -107,6 +107,10 @@ class VenuesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         v = self.get(venue)
         return v is not None and v.live
 
+    def has_live(self) -> bool:
+        """Is any configured venue live (a real counterparty)?"""
+        return any(v.live for v in self.venues.values())
+
     @property
     def paper_id(self) -> str | None:
         return next((vid for vid, v in self.venues.items() if v.kind == "paper"), None)

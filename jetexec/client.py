@@ -16,26 +16,31 @@ the caller's (the gateway's ``process exec.intake`` span becomes its child); ``e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.errors import MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeout
 from nats.js.errors import KeyNotFoundError
 
 from bus import tracing
 from bus.runtime import tracing_on
 from bus.settings import NatsSettings, connect
-from bus.topology import INTAKE_SUBJECT, KV_EXECUTIONS, KV_SAFETY, escape_subject, result_subject
+from bus.topology import INTAKE_SUBJECT, KV_EXECUTIONS, KV_LEDGER, KV_SAFETY, escape_subject, result_subject
 from core.coordinator import to_result
 from core.execution_fsm import TERMINAL
+from core.ids import rejection_id
 from core.intake import IntentError, intent_identity, parse_intent
+from core.order_fsm import ORDER_TERMINAL
 from schemas.codec import decode, encode
-from schemas.enums import ReasonCode, SafetyState
-from schemas.messages import EscapeRequest, ExecutionRecord, ExecutionResult
-from workers.gateway.handler import IntakeReceipt
+from schemas.enums import ExecutionMode, ExecutionState, OrderState, ReasonCode, SafetyState
+from schemas.messages import CancelledChild, EscapeOutcome, EscapeRequest, ExecutionRecord, ExecutionResult, IntakeReceipt
+from schemas.venue import SymbolInfo
+from workers.common import VenueClient
 
 
 RECHECK_S = 2.0  # how often an execution still open is re-read from its snapshot (results are core NATS)
@@ -282,8 +287,6 @@ class JetexecClient:
             pass
 
     async def positions(self) -> list[dict]:
-        from bus.topology import KV_LEDGER
-
         kv = await self.js.key_value(KV_LEDGER)
         try:
             keys = await kv.keys()
@@ -294,6 +297,185 @@ class JetexecClient:
             if k.startswith("pos."):
                 out.append(json.loads((await kv.get(k)).value))
         return out
+
+    # ---- added for the CLI's views and batch submit; the methods above keep their meaning ------
+
+    async def submit_batch(
+        self,
+        intents: Iterable[bytes | str | dict[str, Any]],
+        *,
+        wait: bool = False,
+        timeout: float = 120.0,
+        concurrency: int = 64,
+        on_receipt: Callable[[IntakeReceipt], None] | None = None,
+        on_update: Callable[[Any], None] | None = None,
+    ) -> list[ExecutionResult]:
+        """Submit many intents concurrently: one result per intent, in input order.
+
+        Bad input is a FAILED result with a reason code, never an exception (an intent larger than
+        the server carries is ``VALIDATION_TOO_LARGE`` and is not sent). Without ``wait`` the results
+        are the receipts (state ``INIT`` or ``FAILED``); with ``wait`` each is terminal, or the state
+        it had when ``timeout`` (for the whole batch) ran out.
+        """
+        deadline = time.monotonic() + timeout
+        slots = asyncio.Semaphore(concurrency)
+        unsent: set[str] = set()
+
+        async def one(raw: bytes) -> IntakeReceipt:
+            async with slots:
+                try:
+                    receipt = await self.submit(raw, timeout=max(0.1, deadline - time.monotonic()))
+                except MaxPayloadError:
+                    receipt = _too_large(raw, self.nc.max_payload)
+                    unsent.add(receipt.correlation_id)
+            if on_receipt is not None:
+                on_receipt(receipt)
+            return receipt
+
+        receipts = await asyncio.gather(*(one(_raw(i)) for i in intents))
+        if not wait:
+            return [r.to_result() for r in receipts]
+        cids = {r.correlation_id for r in receipts} - unsent
+        results = await self.wait_many(cids, timeout=max(0.0, deadline - time.monotonic()), on_update=on_update) if cids else {}
+        return [results.get(r.correlation_id) or r.to_result() for r in receipts]
+
+    async def watch_records(self) -> AsyncIterator[ExecutionRecord | None]:
+        """Every execution's current record, then ``None`` once (caught up), then each update as the
+        coordinator writes it (KV ``EXECUTIONS``). Runs until the caller stops iterating; a caller
+        that stops early closes it (``contextlib.aclosing``) so the watch ends with the loop."""
+        watcher = await (await self.kv()).watchall()
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=1.0)
+                except (NatsTimeout, asyncio.TimeoutError):
+                    continue
+                if entry is None:
+                    yield None
+                    continue
+                if entry.value:
+                    try:
+                        yield decode(entry.value, ExecutionRecord)
+                    except Exception:
+                        continue  # a record this client version cannot read: skip, never crash a view
+        finally:
+            with contextlib.suppress(Exception):  # the connection may already be closing
+                await watcher.stop()
+
+    async def executions(
+        self,
+        *,
+        strategy_id: str | None = None,
+        symbol: str | None = None,
+        states: Iterable[ExecutionState] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[ExecutionRecord]:
+        """Executions in KV ``EXECUTIONS`` matching every filter given, newest first."""
+        wanted = set(states) if states else None
+        found: list[ExecutionRecord] = []
+        async with contextlib.aclosing(self.watch_records()) as records:
+            async for rec in records:
+                if rec is None:
+                    break
+                if record_matches(rec, strategy_id=strategy_id, symbol=symbol, states=wanted, since=since, until=until):
+                    found.append(rec)
+        found.sort(key=lambda r: (r.created_at, r.cid), reverse=True)
+        return found[:limit] if limit is not None else found
+
+    async def safety(self) -> SafetyStatus:
+        """The safety state (NORMAL … LOCKDOWN), the mode and the HALT fences (KV ``SAFETY``)."""
+        kv = await self.js.key_value(KV_SAFETY)
+        status = SafetyStatus()
+        try:
+            keys = await kv.keys()
+        except Exception:  # an empty bucket has no keys: nothing was ever halted
+            return status
+        for key in keys:
+            try:
+                value = (await kv.get(key)).value or b""
+            except KeyNotFoundError:
+                continue
+            if key == "state":
+                status.state = SafetyState(value.decode()) if value.decode() in SafetyState.__members__ else status.state
+            elif key == "mode" and value.decode() in ExecutionMode.__members__:
+                status.mode = ExecutionMode(value.decode())
+            elif key.startswith("halt.") and value:
+                status.halted.append(key[5:])
+            elif key == "risk_hook" and value:
+                status.risk_hook_override = True
+        status.halted.sort()
+        return status
+
+    async def symbols(self) -> list[SymbolInfo]:
+        """What the venue trades (symbol, reference price, lot and tick size, bid and ask)."""
+        return await VenueClient(self.nc).symbols()
+
+    async def escape_and_report(self, cid: str, *, flatten: bool = False, timeout: float = 30.0) -> EscapeOutcome:
+        """Escape one execution and report what the escape cancelled. An unknown id is reported
+        (``found=False``) and nothing is sent; a terminal execution has nothing live to cancel."""
+        before = await self.record(cid)
+        if before is None:
+            return EscapeOutcome(correlation_id=cid, found=False)
+        if before.state in TERMINAL:
+            return EscapeOutcome(correlation_id=cid, found=True, state_before=before.state, state=before.state)
+        live = {c.client_order_id: c for c in before.children if c.state not in ORDER_TERMINAL}
+        await self.escape(cid, flatten=flatten)
+        after = await self.wait(cid, timeout=timeout)
+        record = await self.record(cid)
+        cancelled, not_cancelled = [], []
+        for child in after.children:
+            if child.client_order_id not in live:
+                continue
+            if child.state is OrderState.CANCELLED:
+                sent = live[child.client_order_id].dispatched
+                cancelled.append(CancelledChild(client_order_id=child.client_order_id, qty=child.qty, filled_qty=child.filled_qty, cancelled_qty=child.qty - child.filled_qty, sent=sent))
+            else:
+                not_cancelled.append(child.client_order_id)
+        return EscapeOutcome(
+            correlation_id=cid,
+            found=True,
+            state_before=before.state,
+            state=after.state,
+            cancelled=cancelled,
+            not_cancelled=not_cancelled,
+            flatten_client_order_id=record.flatten_client_order_id if record else None,
+            timed_out=after.state not in TERMINAL,
+        )
+
+
+@dataclass
+class SafetyStatus:
+    state: SafetyState = SafetyState.NORMAL
+    mode: ExecutionMode | None = None
+    halted: list[str] = field(default_factory=list)  # correlation ids, or "ALL"
+    risk_hook_override: bool = False  # an operator's risk_hook is set in KV SAFETY
+
+
+def record_matches(r: ExecutionRecord, *, strategy_id=None, symbol=None, states=None, since=None, until=None) -> bool:
+    intent = r.intent
+    if strategy_id is not None and (intent is None or intent.strategy_id != strategy_id):
+        return False
+    if symbol is not None and (intent is None or intent.symbol != symbol):
+        return False
+    if states is not None and r.state not in states:
+        return False
+    if since is not None and r.created_at < since:
+        return False
+    return until is None or r.created_at <= until
+
+
+def _raw(intent: bytes | str | dict[str, Any]) -> bytes:
+    return intent if isinstance(intent, bytes) else (intent.encode() if isinstance(intent, str) else json.dumps(intent).encode())
+
+
+def _too_large(raw: bytes, limit: int) -> IntakeReceipt:
+    """The receipt of an intent the server cannot even carry (over its max payload): FAILED, as the
+    gateway would answer (its own limit is far lower), with the id the gateway would have given it."""
+    key, cid = rejection_id(raw)
+    detail = f"intent is {len(raw)} bytes, more than the server carries ({limit})"
+    return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=ReasonCode.VALIDATION_TOO_LARGE, detail=detail, created_at=time.time())
 
 
 class _Ctx:

@@ -17,10 +17,17 @@ from rich.live import Live
 from rich.table import Table
 
 from bus.server import free_port
+from jetexec import views
+from jetexec.client import JetexecClient
+from jetexec.report import write_report
 from jetexec.supervisor import run_up
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 TERMINAL = ("COMPLETE", "FAILED", "ESCAPED")
+
+
+class DemoFailed(RuntimeError):
+    """The demo ran but did not end as it should (the tables printed above show where)."""
 
 
 def sample_lines() -> list[bytes]:
@@ -36,11 +43,17 @@ async def _until(pred, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _batch(client, lines: list[bytes]):
-    from jetexec.cli import submit_lines
+def _print_results(results, specs) -> None:
+    console.print(views.results_table(results, specs))
 
+
+async def _batch(client: JetexecClient, lines: list[bytes]):
     seen: dict[str, str] = {}
-    task = asyncio.create_task(submit_lines(client, lines, wait=True, timeout=90, on_update=lambda rec: seen.__setitem__(rec.cid, rec.state.value)))
+
+    def on_update(update) -> None:
+        seen[getattr(update, "cid", None) or update.correlation_id] = update.state.value
+
+    task = asyncio.create_task(client.submit_batch(lines, wait=True, timeout=90, on_update=on_update))
     with Live(console=console, refresh_per_second=8, transient=True) as live:
         while not task.done():
             states = Counter(seen.values())
@@ -49,11 +62,9 @@ async def _batch(client, lines: list[bytes]):
     return task.result()
 
 
-async def _resting(client, key: str, qty: int = 30, split: str | None = None) -> str:
+async def _resting(client: JetexecClient, key: str, qty: int = 30, split: str | None = None) -> str:
     """A BUY limit 1 % under the market: it rests (collar-safe) until something cancels it."""
-    from workers.common import VenueClient
-
-    quote = next(q for q in await VenueClient(client.nc).symbols() if q.symbol == "AAPL")
+    quote = next(q for q in await client.symbols() if q.symbol == "AAPL")
     price = (quote.reference_price * 99 / 100).quantize(quote.tick_size)
     intent = {"symbol": "AAPL", "side": "BUY", "qty": qty, "order_type": "LIMIT", "price": str(price), "strategy_id": "demo-resting", "client_key": key}
     if split:
@@ -80,9 +91,6 @@ async def _ledger_caught_up(client, timeout: float = 30.0) -> None:
 
 
 async def run_demo(keep: bool = False) -> None:
-    from jetexec.cli import CliError, _print_results
-    from jetexec.client import JetexecClient
-
     tmp = Path(tempfile.mkdtemp(prefix="jetexec-demo-"))
     stop = asyncio.Event()
     outcome: dict = {}
@@ -91,31 +99,32 @@ async def run_demo(keep: bool = False) -> None:
         try:
             console.print(f"[bold]jetexec demo[/bold] — nats-server at {url}, {len(_sup.children)} worker processes, data in {tmp}")
             client = await JetexecClient.open(url)
+            specs = {s.symbol: s for s in await client.symbols()}
             started = time.monotonic()
 
             console.rule("1. a mixed batch: SINGLE, TWAP, ICEBERG, LIMIT, bad input, a repeated intent")
             lines = sample_lines()
             results = await _batch(client, lines)
-            _print_results(results, as_json=False)
+            _print_results(results, specs)
             console.print(f"{len(results)} results for {len(set(r.correlation_id for r in results))} executions: the repeated intent was de-duplicated")
 
             console.rule("2. emergency escape of an execution resting at the venue")
             cid = await _resting(client, "demo-escape", qty=50, split="TWAP")
             await client.escape(cid)
             escaped = await client.wait(cid, timeout=30)
-            _print_results([escaped], as_json=False)
+            _print_results([escaped], specs)
 
             console.rule("3. halt: LOCKDOWN cancels everything live and refuses new intents")
             live_cid = await _resting(client, "demo-halt")
             await client.halt()
             halted = await client.wait(live_cid, timeout=30)
             refused = await client.wait((await client.submit({"symbol": "MSFT", "side": "BUY", "qty": 1, "strategy_id": "demo-halt", "client_key": "during-halt"})).correlation_id, timeout=30)
-            _print_results([halted, refused], as_json=False)
+            _print_results([halted, refused], specs)
 
             console.rule("4. resume")
             await client.resume()
             after = await client.wait((await client.submit({"symbol": "MSFT", "side": "BUY", "qty": 1, "strategy_id": "demo-halt", "client_key": "after-resume"})).correlation_id, timeout=30)
-            _print_results([after], as_json=False)
+            _print_results([after], specs)
 
             every = results + [escaped, halted, refused, after]
             final = Counter(r.state.value for r in every)
@@ -128,8 +137,6 @@ async def run_demo(keep: bool = False) -> None:
             alerts = Counter(a.value for r in every for a in r.alerts)
             console.print("alerts raised: " + (", ".join(f"{k}×{v}" for k, v in sorted(alerts.items())) or "none"))
             console.rule("5. transaction-cost report")
-            from jetexec.cli_ledger import write_report
-
             await _ledger_caught_up(client)
             report_path = await write_report(client.nc, list(dict.fromkeys(r.correlation_id for r in every)), Path.cwd() / "jetexec-demo-report.html")
             console.print(f"report: {report_path.resolve()}")
@@ -155,4 +162,4 @@ async def run_demo(keep: bool = False) -> None:
     if "error" in outcome:
         raise outcome["error"]
     if not outcome.get("ok"):
-        raise CliError("the demo did not end as expected (see the tables above)")
+        raise DemoFailed("the demo did not end as expected (see the tables above)")

@@ -1,11 +1,14 @@
 """The TCA report as one self-contained HTML page: inline CSS and inline SVG, no script, no network.
 
-:func:`render` takes the report document built by ``jetexec.cli_ledger.build_report`` (the same one
+:func:`render` takes the report document built by ``jetexec.report.build_report`` (the same one
 ``jetexec report --json`` prints) and returns the page. Each execution gets a summary table and a
 chart (:func:`svg_chart`): the market mid over the execution window (with the bid/ask band, or the
 venue's prints when no quotes were recorded), the arrival price, the interval VWAP and the average
 fill price; every child order's limit price over its life (re-prices included) and its fills
-(dots sized by quantity); underneath, the planned schedule against cumulative fills.
+(dots sized by quantity); a lane with every child order's life from sent to closed (MARKET orders
+have no price line, so the lane is where they show); underneath, the planned schedule against
+cumulative fills. The legend names only what was drawn: each entry carries ``data-for`` with the
+class of the elements it describes (the browser test checks that they are rendered).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ H_QTY = 110
 M_LEFT = 78
 M_RIGHT = 24
 M_TOP = 34
-GAP = 34
+LANE = 30  # the child-orders lane between the price and the quantity panels
+GAP = 34 + LANE
 M_BOTTOM = 34
 H = M_TOP + H_PRICE + GAP + H_QTY + M_BOTTOM
 
@@ -152,11 +156,21 @@ def svg_chart(c: dict[str, Any]) -> str:
             out.append(f'<line class="ref-{key}" x1="{M_LEFT}" y1="{yy:.1f}" x2="{M_LEFT + pw}" y2="{yy:.1f}" stroke="{color}" stroke-width="1.3"{dash}><title>{label} {v:g}</title></line>')
             lx_, anchor = label_at[key]
             out.append(f'<text x="{lx_:.1f}" y="{yy - 4:.1f}" text-anchor="{anchor}" fill="{color}">{label} {_fmt_num(v)}</text>')
-    # child orders
-    for i, o in enumerate(c.get("orders") or []):
+    # child orders: the limit price over its life (LIMIT), and every child's life in the lane
+    lane_top = M_TOP + H_PRICE + 10
+    orders = c.get("orders") or []
+    if orders:
+        out.append(f'<text x="{M_LEFT - 6}" y="{lane_top + 12}" text-anchor="end" fill="#555">orders</text>')
+    for i, o in enumerate(orders):
         color = ORDER_COLORS[i % len(ORDER_COLORS)]
         for s in o["segments"]:
             out.append(f'<line class="order" x1="{x(s[0]):.1f}" y1="{y(s[2]):.1f}" x2="{x(max(s[1], s[0])):.1f}" y2="{y(s[2]):.1f}" stroke="{color}" stroke-width="2.4" stroke-linecap="round"><title>{_e(o["client_order_id"])} {_e(o["side"])} {o["qty"]:g} @ {s[2]:g} ({_e(o["state"])}, filled {o["filled"]:g})</title></line>')
+        start, end = o.get("start"), o.get("end")
+        if start is not None:
+            x0, x1 = x(start), max(x(end if end is not None else start), x(start) + 2.0)  # at least 2 px: an instant fill stays visible
+            yy = lane_top + 2 + (i % 4) * 5
+            price = f" @ {o['segments'][0][2]:g}" if o["segments"] else " MARKET"
+            out.append(f'<rect class="order-life" x="{x0:.1f}" y="{yy}" width="{x1 - x0:.1f}" height="4" fill="{color}"><title>{_e(o["client_order_id"])} {_e(o["side"])} {o["qty"]:g}{price}: {_e(o["state"])}, filled {o["filled"]:g}</title></rect>')
     fills = c.get("fills") or []
     fmax = max([f[2] for f in fills] + [1e-9])
     for f in fills:
@@ -185,16 +199,30 @@ def svg_chart(c: dict[str, Any]) -> str:
     if c.get("target_qty"):
         yy = yq(c["target_qty"])
         out.append(f'<line x1="{M_LEFT}" y1="{yy:.1f}" x2="{M_LEFT + pw}" y2="{yy:.1f}" stroke="#ccc" stroke-dasharray="1,3"><title>target {c["target_qty"]:g}</title></line>')
-    # legend
+    # legend: only what was drawn above (an entry names the class of its elements)
+    drawn = "".join(out)
+    entries = (
+        ("market", "market mid", "#555", "line"),
+        ("band", "bid/ask", "#dbe9f6", "box"),
+        ("print", "market prints", "#999", "dot"),
+        ("ref-arrival", "arrival", "#ff7f0e", "line"),
+        ("ref-vwap", "VWAP" if c.get("vwap_source") == "venue_tape" else "quote TWAP", "#8e44ad", "line"),
+        ("ref-avg", "avg fill", "#2ca02c", "line"),
+        ("order-life", "child orders", ORDER_COLORS[0], "box"),
+        ("fill", "fills", "#2ca02c" if c.get("side") == "BUY" else "#d62728", "dot"),
+    )
     lx = M_LEFT + 70
-    for label, color, kind in (("market mid", "#555", "line"), ("bid/ask", "#dbe9f6", "box"), ("arrival", "#ff7f0e", "line"), ("VWAP", "#8e44ad", "line"), ("avg fill", "#2ca02c", "line"), ("child orders", ORDER_COLORS[0], "line"), ("fills", "#2ca02c" if c.get("side") == "BUY" else "#d62728", "dot")):
+    for cls, label, color, kind in entries:
+        if f'class="{cls}"' not in drawn:
+            continue
+        out.append(f'<g class="legend" data-for="{cls}">')
         if kind == "line":
             out.append(f'<line x1="{lx}" y1="{M_TOP - 22}" x2="{lx + 16}" y2="{M_TOP - 22}" stroke="{color}" stroke-width="2"/>')
         elif kind == "box":
             out.append(f'<rect x="{lx}" y="{M_TOP - 27}" width="16" height="10" fill="{color}"/>')
         else:
             out.append(f'<circle cx="{lx + 8}" cy="{M_TOP - 22}" r="4" fill="{color}"/>')
-        out.append(f'<text x="{lx + 20}" y="{M_TOP - 18}" fill="#333">{label}</text>')
+        out.append(f'<text x="{lx + 20}" y="{M_TOP - 18}" fill="#333">{label}</text></g>')
         lx += 34 + 7 * len(label)
     out.append("</svg>")
     return "".join(out)
@@ -214,7 +242,17 @@ def _bps_cls(v: Any) -> str:
 
 def _lat(d: dict[str, Any], key: str) -> str:
     v = d.get(key)
-    return "" if v is None else f"{v:.1f}"
+    return "n/a" if v is None else f"{v:.1f}"
+
+
+def _latency_row(lat: dict[str, Any]) -> str:
+    """Each event measured from the intent, so every figure is there even when a fill overtook its
+    ack (then ``ack_to_first_fill`` is None, and the row says so)."""
+    text = f'{_lat(lat, "intent_to_ack")} / {_lat(lat, "intent_to_first_fill")} / {_lat(lat, "intent_to_done")}'
+    ack, fill = lat.get("intent_to_ack"), lat.get("intent_to_first_fill")
+    if ack is not None and fill is not None and fill < ack:
+        text += "  (the first fill came before the ack)"
+    return text
 
 
 def execution_section(item: dict[str, Any]) -> str:
@@ -237,7 +275,7 @@ def execution_section(item: dict[str, Any]) -> str:
         _row("children / sent / fills", f'{t["children"]} / {t["orders_sent"]} / {t["fills"]}'),
         _row("client cancels / replaces (ratio)", f'{t["client_cancels"]} / {t["replaces"]} ({t.get("cancel_replace_ratio") or "n/a"})'),
         _row("rejects by reason", ", ".join(f"{k}: {v}" for k, v in (t.get("rejects") or {}).items()) or "none"),
-        _row("latency ms: intent→ack → first fill → done", f'{_lat(lat, "intent_to_ack")} → {_lat(lat, "ack_to_first_fill")} → {_lat(lat, "first_fill_to_done")}  (intent→done {_lat(lat, "intent_to_done")})'),
+        _row("latency ms from intent: ack / first fill / done", _latency_row(lat)),
     ]
     win = t.get("window") or [None, None]
     return (

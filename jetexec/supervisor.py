@@ -3,6 +3,9 @@
 Prints ``ready nats://HOST:PORT`` once every worker reports that it is consuming (the venue adapters
 the venues configuration names included, e.g. ``venue-fix``); restarts a worker
 that dies (with backoff); on SIGINT/SIGTERM stops the workers (SIGTERM → drain), then the server.
+A worker that dies during start-up is restarted too, with its last log line on stderr; one that
+keeps dying (``STARTUP_ATTEMPTS``) or never gets ready makes start-up fail with :class:`StartupFailed`
+naming the worker, its exit code and its last log line — never a silent wait.
 
 Metrics and probes: with ``JETEXEC_METRICS_PORT_BASE=P`` every child serves /metrics, /healthz and
 /readyz on its own port, ``P + i`` for the i-th child in :data:`DEFAULT_WORKERS` order (replicas
@@ -40,12 +43,20 @@ DEFAULT_WORKERS: tuple[tuple[str, int], ...] = (
 )
 
 
+STARTUP_ATTEMPTS = 3  # a worker that exits this many times before it is ready fails `up`
+
+
+class StartupFailed(RuntimeError):
+    """A worker kept dying during start-up, or did not get ready in time (the message says which)."""
+
+
 @dataclass
 class Child:
     name: str
     replica: int
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    startup_failures: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = 0.0
 
@@ -87,8 +98,8 @@ class Supervisor:
         self.url = url
         self.data_dir = data_dir
         self.env = {**os.environ, **(env or {}), "JETEXEC_NATS_URL": url, "PYTHONUNBUFFERED": "1"}
-        if workers is DEFAULT_WORKERS:
-            workers = DEFAULT_WORKERS + venue_workers(self.env)
+        have = {name for name, _ in workers}
+        workers = tuple(workers) + tuple(w for w in venue_workers(self.env) if w[0] not in have)  # the venues' adapters
         replicas = self.env.get("JETEXEC_REPLICAS")
         if replicas:
             workers = with_replicas(workers, replicas)
@@ -114,9 +125,22 @@ class Supervisor:
             out["nats-server"] = [self.server_pid]
         return out
 
+    def log_path(self, child: Child) -> Path:
+        return self.log_dir / f"{child.name}-{child.replica}.log"
+
+    def last_log_line(self, child: Child) -> str:
+        """The worker's last words (its one-line error, when it failed)."""
+        try:
+            with open(self.log_path(child), "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 4096))
+                lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return lines[-1][:300] if lines else ""
+
     async def start_child(self, child: Child) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"{child.name}-{child.replica}.log", "ab")
+        log = open(self.log_path(child), "ab")
         child.ready.clear()
         child.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "jetexec.cli", "worker", child.name,
@@ -153,12 +177,34 @@ class Supervisor:
             await asyncio.sleep(0.05)
 
     async def start_all(self, timeout: float = 60.0) -> None:
+        """Start every worker and wait until each is consuming. A worker that exits first is restarted
+        (and said so on stderr); :class:`StartupFailed` after ``STARTUP_ATTEMPTS`` exits of one
+        worker, or when ``timeout`` passes."""
         if self.metrics_ports:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             (self.data_dir / "metrics-ports.json").write_text(json.dumps(self.metrics_ports, indent=1))
         for child in self.children:
             await self.start_child(child)
-        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in self.children)), timeout)
+        deadline = time.monotonic() + timeout
+        while not all(c.ready.is_set() for c in self.children):
+            for child in self.children:
+                if not child.ready.is_set() and child.proc is not None and child.proc.returncode is not None:
+                    await self._startup_exit(child)
+            if time.monotonic() > deadline:
+                slow = [c for c in self.children if not c.ready.is_set()]
+                said = "; ".join(f"{c.name}: {self.last_log_line(c) or 'no output'}" for c in slow)
+                raise StartupFailed(f"not ready after {timeout:g} s: {said} (logs in {self.log_dir})")
+            await asyncio.sleep(0.05)
+
+    async def _startup_exit(self, child: Child) -> None:
+        assert child.proc is not None
+        child.startup_failures += 1
+        rc, why = child.proc.returncode, self.last_log_line(child) or "no output"
+        if child.startup_failures >= STARTUP_ATTEMPTS:
+            raise StartupFailed(f"worker {child.name} exited during start-up {child.startup_failures} times (exit code {rc}): {why} (log: {self.log_path(child)})")
+        print(f"worker {child.name} exited during start-up (exit code {rc}): {why}; restarting ({child.startup_failures}/{STARTUP_ATTEMPTS - 1})", file=sys.stderr, flush=True)
+        await asyncio.sleep(0.2 * child.startup_failures)
+        await self.start_child(child)
 
     async def stop_all(self, grace: float = 15.0) -> None:
         self.stopping = True
@@ -189,10 +235,10 @@ async def provision(url: str | NatsSettings, mode: str | None = None) -> None:
         await nc.drain()
 
 
-async def run_up(data_dir: Path, port: int, host: str = "127.0.0.1", mode: str = "paper", env: dict[str, str] | None = None, ready_cb=None, stop_event: asyncio.Event | None = None, quiet: bool = False) -> int:
+async def run_up(data_dir: Path, port: int, host: str = "127.0.0.1", mode: str = "paper", env: dict[str, str] | None = None, ready_cb=None, stop_event: asyncio.Event | None = None, quiet: bool = False, workers=DEFAULT_WORKERS) -> int:
     server = EmbeddedServer(data_dir, port=port, host=host)
     server.start()
-    sup = Supervisor(server.url, data_dir, env=env, quiet=quiet)
+    sup = Supervisor(server.url, data_dir, workers=workers, env=env, quiet=quiet)
     sup.server_pid = server.proc.pid if server.proc else None  # for CPU accounting (bench)
     stop = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()

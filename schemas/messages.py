@@ -416,3 +416,81 @@ class ExecutionResult(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float = 0.0
     updated_at: float = 0.0
     venue: str | None = None
+    strategy_id: str | None = None  # the intent's strategy_id (added for filters and views)
+    order_type: OrderType | None = None
+    price: Decimal | None = None  # the LIMIT price
+
+
+# --------------------------------------------------------------------------------------------
+# Intake: exec.intake request/reply
+# --------------------------------------------------------------------------------------------
+
+
+class IntakeReceipt(msgspec.Struct, frozen=True, kw_only=True):
+    """The gateway's reply on ``exec.intake``: accepted (the fact is stored in JetStream) or FAILED
+    with a reason code. The order fields are filled for an accepted intent."""
+
+    accepted: bool
+    correlation_id: str
+    idempotency_key: str
+    state: ExecutionState
+    reason_code: ReasonCode | None = None
+    detail: str = ""
+    alerts: list[AlertCode] = []
+    symbol: str | None = None
+    side: Side | None = None
+    qty: Decimal | None = None
+    strategy_id: str | None = None
+    order_type: OrderType | None = None
+    price: Decimal | None = None
+    created_at: float = 0.0  # when the gateway stored the fact (epoch seconds)
+    retry_after_ms: int | None = None  # OVERLOADED: when to try again
+
+    def to_result(self) -> ExecutionResult:
+        """The receipt as a result object (what ``jetexec submit`` prints without ``--wait``)."""
+        return ExecutionResult(
+            correlation_id=self.correlation_id,
+            idempotency_key=self.idempotency_key,
+            state=self.state,
+            filled_qty=Decimal(0),
+            avg_fill_price=None,
+            fill_rate=Decimal(0),
+            reason_code=self.reason_code,
+            alerts=list(self.alerts),
+            children=[],
+            symbol=self.symbol,
+            side=self.side,
+            qty=self.qty,
+            detail=self.detail,
+            created_at=self.created_at,
+            updated_at=self.created_at,
+            strategy_id=self.strategy_id,
+            order_type=self.order_type,
+            price=self.price,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Escape outcome: what `jetexec escape --json` prints (JetexecClient.escape_and_report)
+# --------------------------------------------------------------------------------------------
+
+
+class CancelledChild(msgspec.Struct, frozen=True, kw_only=True):
+    client_order_id: str
+    qty: Decimal
+    filled_qty: Decimal
+    cancelled_qty: Decimal  # qty - filled_qty: what will no longer trade
+    sent: bool = True  # False: a scheduled child that never reached the venue
+
+
+class EscapeOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """One execution's escape: what was live before it, and what it cancelled."""
+
+    correlation_id: str
+    found: bool  # False: no such execution (no escape was sent)
+    state_before: ExecutionState | None = None
+    state: ExecutionState | None = None  # after the escape (or when the wait ran out)
+    cancelled: list[CancelledChild] = []
+    not_cancelled: list[str] = []  # live before and not CANCELLED after (filled meanwhile, or still open)
+    flatten_client_order_id: str | None = None
+    timed_out: bool = False

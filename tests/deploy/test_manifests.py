@@ -613,6 +613,15 @@ def test_dockerfile_is_multistage_pinned_nonroot_and_secret_free():
     assert copied == included, "the build context (.dockerignore) and the COPY lines must name the same paths"
 
 
+def test_the_image_copies_every_package_the_wheel_installs():
+    """`jetexec bench` failed in the image because bench/ was not copied: every top-level package that
+    pyproject.toml installs must be in the build context."""
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*") for p in include}
+    copied = set(re.findall(r"^COPY\s+(?!--from)(\S+)\s+\S+$", dockerfile(), re.M))
+    assert packages <= copied, f"not copied into the image: {sorted(packages - copied)}"
+
+
 def test_image_builds_and_its_dependencies_resolve_from_pyproject(tmp_path):
     """Assemble the build context exactly as the Dockerfile's COPY lines do, then let pip resolve it."""
     ctx = tmp_path / "ctx"

@@ -31,10 +31,12 @@ class Up:
         )
         deadline = time.monotonic() + 90
         assert self.proc.stdout is not None
+        said: list[str] = []
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline().decode()
+            said = (said + [line.rstrip()])[-5:] if line.strip() else said
             if not line and self.proc.poll() is not None:
-                raise RuntimeError(f"jetexec up exited {self.proc.returncode}")
+                raise RuntimeError(f"jetexec up exited {self.proc.returncode}: " + " | ".join(said))
             if line.startswith("ready "):
                 assert line.strip() == f"ready {self.url}"
                 return self

@@ -100,7 +100,7 @@ def test_own_argument_errors_are_one_line():
     assert "coordinator" in line and "paper-exchange" in line  # lists the valid names, on the same line
     one_line_error(mode, "--mode must be one of", code=2)
     for res in ids:  # never sent: a subject or KV key it would break (or a connection the server closes)
-        one_line_error(res, "is not a correlation id", code=1)
+        one_line_error(res, "is not a correlation id", code=2)
 
 
 def test_unreachable_server_is_one_line_without_secrets():
@@ -122,7 +122,7 @@ def test_unreachable_server_is_one_line_without_secrets():
     for args, p in procs:
         out, err = p.communicate(intent if args[0] == "submit" else b"", timeout=90)
         res = subprocess.CompletedProcess(args, p.returncode, out, err)
-        line = one_line_error(res, "cannot connect to NATS at nats://127.0.0.1:", code=1)
+        line = one_line_error(res, "cannot connect to NATS at nats://127.0.0.1:", code=7)
         assert "s3cret" not in line and "user" not in line, line
 
 
@@ -165,5 +165,5 @@ def test_garbage_lines_are_failed_results_and_the_batch_goes_through(system, tmp
 
 
 def test_status_of_an_unknown_execution(system):
-    one_line_error(system.cli("status", CID), f"no execution {CID}", code=1)
-    one_line_error(system.cli("status", CID, "--json"), f"no execution {CID}", code=1)
+    one_line_error(system.cli("status", CID), f"no execution {CID}", code=6)
+    one_line_error(system.cli("status", CID, "--json"), f"no execution {CID}", code=6)

@@ -378,7 +378,7 @@ async def test_tca_on_a_seeded_venue_matches_an_independent_computation(server, 
             return True
 
         await wait_for(captured, timeout=20, what="market captured for every execution")
-        from jetexec.cli_ledger import build_report
+        from jetexec.report import build_report
 
         doc = await build_report(nc, cids)
         facts = {cid: [f for _, _, f in await query.facts(nc, cid)] for cid in cids}
@@ -431,7 +431,7 @@ async def test_tca_on_a_seeded_venue_matches_an_independent_computation(server, 
         assert query.compare_books(await query.position_book(nc), query.replay_positions((await query.replay_stream(nc)).fills)) == []
 
         # the HTML report: one file, inline SVG chart with market, orders, fills and the schedule
-        from jetexec.cli_ledger import write_report
+        from jetexec.report import write_report
 
         page = await write_report(nc, cids, tmp_path / "report.html")
         html = page.read_text()
@@ -450,7 +450,7 @@ async def test_tca_on_a_seeded_venue_matches_an_independent_computation(server, 
         env = {**os.environ, "JETEXEC_NATS_URL": srv.url}
 
         def cli(*args):
-            r = subprocess.run([PY, "-m", "jetexec.cli_ledger", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+            r = subprocess.run([PY, "-m", "jetexec.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
             assert r.returncode == 0, f"jetexec {' '.join(args)} exited {r.returncode}: {r.stderr} {r.stdout[-500:]}"
             return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 

@@ -88,3 +88,33 @@ def test_arbitrary_objects_never_raise_anything_else(d):
         parse_intent(json.dumps(d).encode())
     except IntentError as err:
         assert isinstance(err.reason_code, ReasonCode)
+
+
+@pytest.mark.parametrize("field, near", [("urgncy", "urgency"), ("Qty", "qty"), ("stratgy_id", "strategy_id"), ("note", None)])
+def test_unknown_fields_are_refused_with_the_closest_name(field, near):
+    with pytest.raises(IntentError) as err:
+        parse_intent(json.dumps({**GOOD, field: "HIGH"}).encode())
+    assert err.value.reason_code is ReasonCode.VALIDATION_INVALID_FIELD
+    assert f"unknown field {field!r}" in err.value.detail
+    if near:
+        assert f"did you mean {near!r}" in err.value.detail
+
+
+@pytest.mark.parametrize("qty", ["1e3", "1E+3", "1e-2", ".5", "+5", "1_000", "5.", " 1e3 "])
+def test_only_plain_decimal_notation_is_a_quantity(qty):
+    for doc in (raw(qty=qty), raw(qty=...)[:-1] + f', "qty": {qty.strip()}}}'.encode()):
+        try:
+            json.loads(doc)
+        except ValueError:
+            continue  # not JSON as a number (".5", "+5"): the string form is checked
+        with pytest.raises(IntentError) as err:
+            parse_intent(doc)
+        assert err.value.reason_code is ReasonCode.VALIDATION_INVALID_QUANTITY, (doc, err.value)
+    with pytest.raises(IntentError) as err:
+        parse_intent(raw(order_type="LIMIT", price="1.9e2"))
+    assert err.value.reason_code is ReasonCode.VALIDATION_INVALID_PRICE and "exponent" in err.value.detail
+
+
+@pytest.mark.parametrize("qty, exact", [(10, "10"), (1.5, "1.5"), ("0.05", "0.05"), (" 12.50 ", "12.50"), (1.0, "1.0")])
+def test_plain_decimals_still_parse_exactly(qty, exact):
+    assert parse_intent(raw(qty=qty)).qty == Decimal(exact)

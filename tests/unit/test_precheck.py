@@ -12,11 +12,13 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from core.precheck import (
+    LIVE_NO_VENUE_DETAIL,
     LIVE_NOT_ENABLED_DETAIL,
     DailyCounter,
     PrecheckConfig,
     PrecheckContext,
     PrecheckOutcome,
+    StrategyLimits,
     daily_bucket,
     minute_of_day_utc,
     run_precheck,
@@ -107,8 +109,14 @@ def test_live_needs_both_switches(switches: tuple[bool, bool]) -> None:
     )
 
 
-def test_live_with_both_switches_passes() -> None:
-    assert run(mode=ExecutionMode.LIVE, live_switches=(True, True)).passed
+def test_live_with_both_switches_and_a_live_venue_passes() -> None:
+    assert run(mode=ExecutionMode.LIVE, live_switches=(True, True), live_venue=True).passed
+
+
+def test_live_without_a_live_venue_is_refused_even_with_both_switches() -> None:
+    out = run(mode=ExecutionMode.LIVE, live_switches=(True, True))
+    assert not out.passed and out.reason_code is ReasonCode.POLICY_LIVE_NOT_ENABLED
+    assert out.detail == LIVE_NO_VENUE_DETAIL and "no live venue" in out.detail
 
 
 @pytest.mark.parametrize("mode", [ExecutionMode.PAPER, ExecutionMode.SHADOW])
@@ -518,3 +526,39 @@ def test_qty_never_grows_and_reductions_are_lot_multiples(
         assert out.reason_code is ReasonCode.INSUFFICIENT_CAPITAL
         if side is Side.BUY:
             assert capital < price * lot or capital <= 0
+
+
+# ------------------------------------------------------------------ per-strategy and per-symbol limits
+
+
+def test_a_strategys_position_cap_applies_on_top_of_the_symbols_limit() -> None:
+    cfg = PrecheckConfig(max_position_qty=D(1000), max_position_overrides={"005930": D(500)}, strategy_limits={"s1": StrategyLimits(max_position_qty=D(200))})
+    assert cfg.max_position_for("005930", "s1") == D(200)  # the smaller of the two
+    assert cfg.max_position_for("005930", "other") == D(500)
+    assert cfg.max_position_for("AAPL", "s1") == D(200)
+    assert run(intent(200), cfg).passed
+    out = run(intent(201), cfg)
+    assert out.reason_code is ReasonCode.POSITION_LIMIT_EXCEEDED and "max |position| 200" in out.detail
+
+
+def test_a_strategys_daily_limits_replace_the_defaults() -> None:
+    cfg = PrecheckConfig(daily_trade_limit=100, strategy_limits={"s1": StrategyLimits(daily_trade_limit=3)})
+    assert run(intent(), cfg, daily_count=2).passed
+    out = run(intent(), cfg, daily_count=3)
+    assert out.reason_code is ReasonCode.DAILY_LIMIT_REACHED and "(3/3)" in out.detail
+    generous = PrecheckConfig(daily_trade_limit=1, strategy_limits={"s1": StrategyLimits(daily_trade_limit=500, daily_notional_limit=D(10**12))})
+    assert run(intent(), generous, daily_count=400).passed
+
+
+def test_a_symbols_own_price_collar() -> None:
+    wide = PrecheckConfig(price_collar_overrides={"005930": D("0.5")})
+    assert run(intent(price=100000), wide).passed  # 33 % away: inside this symbol's 50 %
+    out = run(intent(price=100000), PrecheckConfig())
+    assert out.reason_code is ReasonCode.PRICE_COLLAR and "collar 5" in out.detail
+
+
+def test_negative_strategy_limits_are_refused() -> None:
+    with pytest.raises(ValueError):
+        PrecheckConfig(strategy_limits={"s1": StrategyLimits(daily_trade_limit=-1)})
+    with pytest.raises(ValueError):
+        PrecheckConfig(price_collar_overrides={"X": D(-1)})

@@ -35,21 +35,10 @@ from core.ids import rejection_id
 from core.intake import IntentError, intent_identity, parse_intent
 from schemas.codec import decode, encode
 from schemas.enums import AlertCode, ExecutionMode, ExecutionState, ReasonCode
-from schemas.messages import ExecutionCreated, IntentRejected
+from schemas.messages import ExecutionCreated, IntakeReceipt, IntentRejected  # IntakeReceipt: re-exported for old imports
 from workers.common import MarketData, SafetyView, VenueClient, now, venues_from_env
 
 log = logging.getLogger("jetexec.gateway")
-
-
-class IntakeReceipt(msgspec.Struct, frozen=True, kw_only=True):
-    accepted: bool
-    correlation_id: str
-    idempotency_key: str
-    state: ExecutionState
-    reason_code: ReasonCode | None = None
-    detail: str = ""
-    alerts: list[AlertCode] = []
-    retry_after_ms: int | None = None  # OVERLOADED: when to try again
 
 
 class GatewayWorker(WorkerApp):
@@ -169,7 +158,7 @@ class GatewayWorker(WorkerApp):
             fact = IntentRejected(cid=cid, idempotency_key=key, reason_code=err.reason_code, detail=err.detail, raw=raw[:512].decode("utf-8", "replace"), alerts=alerts, ts=now())
             tracing.annotate(cid=cid, state=ExecutionState.FAILED, reason_code=err.reason_code, alerts=[a.code for a in alerts])
             await self._store_first(publisher, cid, encode(fact), f"{cid}.rejected")
-            return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=err.reason_code, detail=err.detail, alerts=[a.code for a in alerts])
+            return IntakeReceipt(accepted=False, correlation_id=cid, idempotency_key=key, state=ExecutionState.FAILED, reason_code=err.reason_code, detail=err.detail, alerts=[a.code for a in alerts], created_at=fact.ts)
         key, cid = intent_identity(intent)
         refused = refusal(self.loads.values(), time.time(), self.admission)
         if refused is not None:
@@ -183,4 +172,7 @@ class GatewayWorker(WorkerApp):
         fact = ExecutionCreated(cid=cid, idempotency_key=key, intent=intent, mode=mode, arrival_price=self.market.mid(intent.symbol), ts=now())
         tracing.annotate(cid=cid, symbol=intent.symbol, side=intent.side, state=ExecutionState.INIT, strategy_id=intent.strategy_id, mode=mode)
         await self._store_first(publisher, cid, encode(fact), f"{cid}.created")
-        return IntakeReceipt(accepted=True, correlation_id=cid, idempotency_key=key, state=ExecutionState.INIT)
+        return IntakeReceipt(
+            accepted=True, correlation_id=cid, idempotency_key=key, state=ExecutionState.INIT, symbol=intent.symbol, side=intent.side, qty=intent.qty,
+            strategy_id=intent.strategy_id, order_type=intent.order_type, price=intent.price, created_at=fact.ts,
+        )

@@ -123,7 +123,7 @@ def chart_data(st: CidState, mkt_doc: dict[str, Any] | None, tca: Any) -> dict[s
             t, p = rp.ts, rp.new_price
         if p is not None:
             segs.append([t, max(end, t), float(p)])
-        orders.append({"client_order_id": o.client_order_id, "side": o.side.value, "state": o.state.value, "segments": segs, "qty": float(o.qty), "filled": float(o.filled_qty)})
+        orders.append({"client_order_id": o.client_order_id, "side": o.side.value, "state": o.state.value, "segments": segs, "qty": float(o.qty), "filled": float(o.filled_qty), "start": start, "end": max(end, start)})
     fills = [[f.ts or f.stream_ts, float(f.price), float(f.qty), f.client_order_id] for f in sorted(st.fills, key=lambda f: f.seq)]
     # planned schedule vs cumulative fills
     planned: list[list[float]] = []

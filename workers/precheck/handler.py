@@ -52,6 +52,12 @@ def live_switches() -> tuple[bool, bool]:
     return (os.environ.get("JETEXEC_LIVE_CONFIG_FLAG") == "1", os.environ.get("JETEXEC_LIVE_ENABLED") == "yes")
 
 
+def live_venue_configured() -> bool:
+    """``JETEXEC_LIVE_VENUES``: the live-capable venues among the configured ones (set by ``jetexec up``
+    from jetexec.toml; empty when only the paper exchange is configured)."""
+    return bool(os.environ.get("JETEXEC_LIVE_VENUES", "").strip())
+
+
 class PrecheckWorker(WorkerApp):
     name = "precheck"
 
@@ -141,6 +147,7 @@ class PrecheckWorker(WorkerApp):
                 minute_of_day=minute_of_day_utc(now),
                 risk=evaluate_risk(self._hook(), intent, intent.qty),
                 live_switches=live_switches(),
+                live_venue=live_venue_configured() or self.venues.has_live(),
                 position_qty=self.positions.get(pos_key(intent.symbol, intent.strategy_id), Decimal(0)),
                 reference_price=self.market.mid(intent.symbol) or cmd.reference_price,
                 daily_count=trades,
