@@ -248,7 +248,9 @@ class CoordinatorWorker(WorkerApp):
             # come back to us as redeliveries): judge no stage deadline before they had time to run.
             part.grace_until = time.time() + TAKEOVER_GRACE_S
         part.owned = True
-        if not await self.snapshots.write_checkpoint(part, part.applied_seq):
+        # The fence: the checkpoint becomes ours, its watermark unchanged — what the replay rebuilt
+        # is not stored yet, and a takeover after ours must replay it again.
+        if not await self.snapshots.write_checkpoint(part, cp.w):
             part.owned = False
             return
         part.checkpoint_at = time.monotonic()
@@ -265,6 +267,7 @@ class CoordinatorWorker(WorkerApp):
         part.owned = False
         part.epoch = None
         part.dirty.clear()
+        part.applied_seq = 0
         for cid in part.live:
             self.records.pop(cid, None)
             self.wake_at.pop(cid, None)

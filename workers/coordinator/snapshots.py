@@ -86,8 +86,7 @@ class SnapshotWriter:
         now = time.monotonic()
         for part in partitions.values():
             if not part.owned:
-                part.dirty.clear()
-                continue
+                continue  # released (its state was dropped) or being rebuilt (its records wait for it)
             watermark = part.applied_seq  # every fact applied so far is in the records below
             batch, part.dirty = part.dirty, {}
             ok = await self._write_records(part, batch)
