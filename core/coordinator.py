@@ -344,6 +344,9 @@ def _on_child_accepted(st: _Step, fact: ChildAccepted) -> bool | None:
         _set_child_state(c, O.ACKNOWLEDGED)
     c.acked_at = c.acked_at or st.now
     r.first_ack_at = r.first_ack_at or st.now
+    if r.state is S.ESCAPING and r.escape_reported and c.state not in ORDER_TERMINAL:
+        # Acked after the escape reported: it slipped past the fence; cancel it by name now.
+        st.emit(f"exec.escape.{r.cid}", EscapeRequest(reason="escape: child acknowledged after the escape", cid=r.cid, requested_at=st.now, children=(c.client_order_id,), venue=_venue(r)))
     _settle(st)
     return None
 

@@ -79,6 +79,8 @@ Faults (``config.faults``)
 
 from __future__ import annotations
 
+import bisect
+
 import hashlib
 import math
 import random
@@ -887,8 +889,11 @@ def interval_vwap(state: VenueState, symbol: str, t0: float, t1: float) -> Decim
     None when the tape holds no volume there."""
     notional = Decimal(0)
     vol = Decimal(0)
-    for p in state.tape:
-        if p.symbol == symbol and t0 <= p.ts <= t1:
+    tape = state.tape  # in time order (prints are appended as the clock steps)
+    lo = bisect.bisect_left(tape, t0, key=lambda p: p.ts)
+    hi = bisect.bisect_right(tape, t1, key=lambda p: p.ts)
+    for p in tape[lo:hi]:
+        if p.symbol == symbol:
             notional += p.price * p.qty
             vol += p.qty
     if not vol:

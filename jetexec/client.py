@@ -30,7 +30,7 @@ from nats.js.errors import KeyNotFoundError
 from bus import tracing
 from bus.runtime import tracing_on
 from bus.settings import NatsSettings, connect
-from bus.topology import INTAKE_SUBJECT, KV_EXECUTIONS, KV_LEDGER, KV_SAFETY, escape_subject, result_subject
+from bus.topology import CTL_RECORD, INTAKE_SUBJECT, KV_EXECUTIONS, KV_LEDGER, KV_SAFETY, escape_subject, result_subject
 from core.coordinator import to_result
 from core.execution_fsm import TERMINAL
 from core.ids import rejection_id
@@ -43,6 +43,7 @@ from schemas.venue import SymbolInfo
 from workers.common import VenueClient
 
 
+OWNER_WAIT_S = 0.25  # how long the owning coordinator may take to answer for a record
 RECHECK_S = 2.0  # how often an execution still open is re-read from its snapshot (results are core NATS)
 
 
@@ -139,6 +140,18 @@ class JetexecClient:
                 delay = min(delay * 2, 1.0)
 
     async def record(self, cid: str) -> ExecutionRecord | None:
+        """The execution as it stands: asked of the coordinator that owns it (exact, from memory),
+        else its snapshot in KV ``EXECUTIONS`` (finished executions at once, live ones within a second)."""
+        try:
+            msg = await self.nc.request(f"{CTL_RECORD}.{cid}", b"", timeout=OWNER_WAIT_S)
+            if msg.data:
+                return decode(msg.data, ExecutionRecord)
+        except Exception:
+            pass  # no owner holds it (finished long ago, or no coordinator runs): the snapshot
+        return await self.snapshot(cid)
+
+    async def snapshot(self, cid: str) -> ExecutionRecord | None:
+        """The execution's snapshot in KV ``EXECUTIONS`` (may trail a live execution by a second)."""
         try:
             entry = await (await self.kv()).get(cid)
         except KeyNotFoundError:
@@ -257,7 +270,7 @@ class JetexecClient:
 
         async def one(cid: str) -> ExecutionResult | None:
             async with sem:
-                rec = await self.record(cid)
+                rec = await self.snapshot(cid)  # finished executions are always in their snapshot
             return to_result(rec) if rec is not None and rec.state in TERMINAL else None
 
         return [r for r in await asyncio.gather(*(one(c) for c in cids)) if r is not None]

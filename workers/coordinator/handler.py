@@ -147,7 +147,7 @@ class CoordinatorWorker(WorkerApp):
                 self.snapshots.revisions[new.cid] = 0  # new: the gateway stored it as the cid's first fact
         self._keep(part, new)
         part.applied_seq = max(part.applied_seq, seq)
-        self.snapshots.mark(part, new)
+        self.snapshots.mark(part, new, seq)
         self._arm(new)
         outs = [Out(m.subject, m.data, m.msg_id) for m in (*new.outbox, *audit_msgs)]
         if not replay:
@@ -267,6 +267,8 @@ class CoordinatorWorker(WorkerApp):
         part.owned = False
         part.epoch = None
         part.dirty.clear()
+        part.dirty_from.clear()
+        part.dirty_at.clear()
         part.applied_seq = 0
         for cid in part.live:
             self.records.pop(cid, None)
@@ -332,12 +334,13 @@ class CoordinatorWorker(WorkerApp):
 
     # ---- control requests (the escape worker) -----------------------------------------------------
     async def _on_ctl_record(self, msg) -> None:
+        """The owner answers: its record, or an empty reply when it holds none in memory (finished
+        long ago, or never): then the snapshot is the answer, without waiting. Others keep quiet."""
         cid = msg.subject.rsplit(".", 1)[-1]
+        if not msg.reply or not self.parts[partition_of(cid)].owned:
+            return
         record = self._record(cid)
-        if record is None or not msg.reply:
-            return  # not ours (another replica answers, or the snapshot does)
-        if self.parts[partition_of(cid)].owned:
-            await self.nc.publish(msg.reply, encode(record))
+        await self.nc.publish(msg.reply, encode(record) if record is not None else b"")
 
     async def _on_ctl_live(self, msg) -> None:
         if not msg.reply:
@@ -349,7 +352,7 @@ class CoordinatorWorker(WorkerApp):
     async def teardown(self) -> None:
         # What this replica decided is in memory: write it out before the pin moves on.
         try:
-            await self.snapshots.flush(self.parts, checkpoint=True)
+            await self.snapshots.flush(self.parts, checkpoint=True, everything=True)
         except Exception:
             log.warning("final snapshot flush failed")
 

@@ -29,7 +29,8 @@ from schemas.messages import Checkpoint, ExecutionRecord
 
 log = logging.getLogger("jetexec.coordinator")
 
-FLUSH_S = 0.02  # a record is in KV within ~20 ms of its change: `status` tells the truth within 50 ms
+FLUSH_S = 0.1  # the flusher's tick
+SNAPSHOT_AGE_S = 1.0  # a live record is written once it has been dirty this long (finished ones at once)
 CHECKPOINT_S = 0.25  # how far a takeover may have to replay, at most (plus what arrived meanwhile)
 HEARTBEAT_S = 1.0  # an owner rewrites its checkpoint at least this often: its age says the owner lives
 
@@ -45,6 +46,8 @@ class PartitionState:
     checkpointed_seq: int = -1
     live: set[str] = field(default_factory=set)
     dirty: dict[str, ExecutionRecord] = field(default_factory=dict)
+    dirty_from: dict[str, int] = field(default_factory=dict)  # cid -> lowest fact seq not in its stored record
+    dirty_at: dict[str, float] = field(default_factory=dict)  # cid -> when it first became dirty (monotonic)
     checkpoint_at: float = 0.0
     grace_until: float = 0.0  # after a takeover: stage deadlines are judged from then on
     recovering: asyncio.Future | None = None
@@ -62,19 +65,29 @@ class SnapshotWriter:
         self.wake = asyncio.Event()
         self.flushes = 0
 
-    def mark(self, part: PartitionState, record: ExecutionRecord) -> None:
-        part.dirty[record.cid] = record
+    def mark(self, part: PartitionState, record: ExecutionRecord, seq: int) -> None:
+        cid = record.cid
+        part.dirty[cid] = record
+        part.dirty_from[cid] = min(seq, part.dirty_from.get(cid, seq))
+        part.dirty_at.setdefault(cid, time.monotonic())
         if is_terminal(record.state):
             self.wake.set()  # a waiting client: write it now, not at the next tick
 
     async def run(self, partitions: dict[int, PartitionState]) -> None:
+        next_tick = time.monotonic() + FLUSH_S
         while True:
+            woken = False
             try:
-                await asyncio.wait_for(self.wake.wait(), FLUSH_S)
+                await asyncio.wait_for(self.wake.wait(), max(0.0, next_tick - time.monotonic()))
+                woken = True
             except asyncio.TimeoutError:
                 pass
             self.wake.clear()
             try:
+                if woken and time.monotonic() < next_tick:
+                    await self.flush(partitions, terminal_only=True)  # a client waits for these
+                    continue
+                next_tick = time.monotonic() + FLUSH_S
                 await self.flush(partitions)
             except asyncio.CancelledError:
                 raise
@@ -82,24 +95,35 @@ class SnapshotWriter:
                 log.exception("snapshot flush failed; retrying")
                 await asyncio.sleep(0.1)
 
-    async def flush(self, partitions: dict[int, PartitionState], checkpoint: bool | None = None) -> None:
+    async def flush(self, partitions: dict[int, PartitionState], checkpoint: bool | None = None, terminal_only: bool = False, everything: bool = False) -> None:
+        """Write the finished records (and, unless ``terminal_only``, those dirty for longer than
+        ``SNAPSHOT_AGE_S``; all with ``everything``), then the checkpoints that are due."""
         now = time.monotonic()
         for part in partitions.values():
             if not part.owned:
                 continue  # released (its state was dropped) or being rebuilt (its records wait for it)
-            watermark = part.applied_seq  # every fact applied so far is in the records below
-            batch, part.dirty = part.dirty, {}
-            ok = await self._write_records(part, batch)
-            if not ok:
+            chosen = [
+                cid for cid, r in part.dirty.items()
+                if everything or is_terminal(r.state) or (not terminal_only and now - part.dirty_at.get(cid, now) >= SNAPSHOT_AGE_S)
+            ]
+            batch = {cid: part.dirty.pop(cid) for cid in chosen}
+            froms = {cid: part.dirty_from.pop(cid) for cid in chosen if cid in part.dirty_from}
+            for cid in chosen:
+                part.dirty_at.pop(cid, None)
+            ok = await self._write_records(part, batch, froms)
+            if not ok or terminal_only:
                 continue
+            # Every fact of this partition below the oldest one not yet in a stored record is in
+            # one: a takeover replays from there.
+            watermark = min(part.dirty_from.values()) - 1 if part.dirty_from else part.applied_seq
             due = checkpoint if checkpoint is not None else now - part.checkpoint_at >= CHECKPOINT_S
             stale = now - part.checkpoint_at >= HEARTBEAT_S
-            if part.owned and ((due and watermark != part.checkpointed_seq) or stale):
-                await self.write_checkpoint(part, watermark)
+            if part.owned and ((due and watermark > part.checkpointed_seq) or stale):
+                await self.write_checkpoint(part, max(watermark, part.checkpointed_seq))
                 part.checkpoint_at = now
         self.flushes += 1
 
-    async def _write_records(self, part: PartitionState, batch: dict[str, ExecutionRecord]) -> bool:
+    async def _write_records(self, part: PartitionState, batch: dict[str, ExecutionRecord], froms: dict[str, int] | None = None) -> bool:
         """Write every record of ``batch``; True when all are stored. Whatever is not stored stays
         dirty (unless a newer version of it already is), so the checkpoint never covers it."""
         if not batch:
@@ -133,6 +157,9 @@ class SnapshotWriter:
             for cid, record in batch.items():
                 if cid not in stored:
                     part.dirty.setdefault(cid, record)  # a newer version marked meanwhile wins
+                    if froms and cid in froms:
+                        part.dirty_from[cid] = min(froms[cid], part.dirty_from.get(cid, froms[cid]))
+                    part.dirty_at.setdefault(cid, time.monotonic())
         if conflict:
             await self.on_conflict(part)
             return False

@@ -134,7 +134,8 @@ class EscapeWorker(WorkerApp):
         """The owner's record (exact); the snapshot when no coordinator holds it in memory."""
         try:
             msg = await self.nc.request(f"{CTL_RECORD}.{cid}", b"", timeout=CTL_WAIT_S)
-            return decode(msg.data, ExecutionRecord)
+            if msg.data:
+                return decode(msg.data, ExecutionRecord)
         except Exception:
             pass
         try:

@@ -55,6 +55,8 @@ from workers.ledger.state import CidState, OutboxItem, PositionSlot, apply_fact,
 
 log = logging.getLogger("jetexec.ledger")
 
+FLUSH_S = 0.1  # the ledger's state is written at most this long after a fact changed it
+FLUSH_EARLY_AT = 500  # ... or as soon as this many executions wait to be written
 CACHE_MAX = 2000  # states of recent executions; older ones reload from KV (memory stays flat)
 OUTBOX_KEEP_MAX = 256
 GAP_CHECK_S = 2 * CONSUMERS["ledger"].ack_wait_s  # covers a dead process's redeliveries
@@ -95,7 +97,14 @@ class LedgerWorker(WorkerApp):
     concurrency = 64
 
     async def setup(self) -> None:
-        self.gap_check_until = time.time() + GAP_CHECK_S  # after a start, facts may come out of order
+        self.gap_check_until = 0.0
+        try:
+            # Facts arrive out of order only after a failure: a previous process died with some of
+            # them in flight (they come back after newer ones). None in flight: none to wait for.
+            if (await self.js.consumer_info(store.EVT_STREAM, CONSUMERS["ledger"].durable)).num_ack_pending:
+                self.gap_check_until = time.time() + GAP_CHECK_S
+        except Exception:
+            self.gap_check_until = time.time() + GAP_CHECK_S
         self.kv = await self.js.key_value(KV_LEDGER)
         self.recon_interval_s = float(os.environ.get("JETEXEC_RECON_INTERVAL_S", "30"))
         self.snapshot_interval_s = float(os.environ.get("JETEXEC_SNAPSHOT_INTERVAL_S", "60"))
@@ -190,12 +199,19 @@ class LedgerWorker(WorkerApp):
         return st
 
     async def before_ack(self) -> None:
-        """Everything folded so far is stored before the facts that produced it are acked."""
+        """Everything folded so far is stored before the facts that produced it are acked. Writes
+        are gathered for up to ``FLUSH_S`` (the acks wait; the ack wait is 30 s): a position or an
+        execution that many facts touch meanwhile is written once."""
         target = self.applied_version
         while self.flushed_version < target:
             if self.flush_task is None or self.flush_task.done():
-                self.flush_task = asyncio.ensure_future(self._flush())
+                self.flush_task = asyncio.ensure_future(self._flush_soon())
             await asyncio.shield(self.flush_task)
+
+    async def _flush_soon(self) -> None:
+        if len(self.dirty_states) < FLUSH_EARLY_AT:
+            await asyncio.sleep(FLUSH_S)  # gathering writes, not waiting for a condition
+        await self._flush()
 
     async def _flush(self) -> None:
         version = self.applied_version

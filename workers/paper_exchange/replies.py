@@ -3,6 +3,8 @@ ledger's client side, ``workers/ledger/venue_ops.py``)."""
 
 from __future__ import annotations
 
+import bisect
+
 import json
 from decimal import Decimal
 from typing import Any
@@ -48,14 +50,20 @@ class FillIndex:
         ).encode()
 
 
+def _ts(p: Any) -> float:
+    return p.ts
+
+
 def tape_reply(state: Any, symbol: str, t0: float, t1: float) -> bytes:
     """The ``venue.api.tape`` answer from a ``core.paper_venue.VenueState``."""
     from core.paper_venue import interval_vwap
 
-    prints = [p for p in state.tape if p.symbol == symbol]
-    inside = [p for p in prints if t0 <= p.ts <= t1]
+    tape = state.tape  # in time order: the window is found by bisection, not by a scan of it all
+    window = tape[bisect.bisect_left(tape, t0, key=_ts) : bisect.bisect_right(tape, t1, key=_ts)]
+    inside = [p for p in window if p.symbol == symbol]
     volume = sum((p.qty for p in inside), Decimal(0))
     vwap = interval_vwap(state, symbol, t0, t1)
+    first = next((p for p in tape if p.symbol == symbol), None)
     step = max(1, -(-len(inside) // TAPE_POINTS_MAX))
     points = [[p.ts, str(p.price), str(p.qty)] for p in inside[::step]]
     return json.dumps(
@@ -66,7 +74,7 @@ def tape_reply(state: Any, symbol: str, t0: float, t1: float) -> bytes:
             "vwap": None if vwap is None else str(vwap),
             "volume": str(volume),
             "prints": len(inside),
-            "tape_from": prints[0].ts if prints else None,
+            "tape_from": first.ts if first is not None else None,
             "points": points,
         }
     ).encode()

@@ -64,7 +64,10 @@ class SendWorker(WorkerApp):
         tracing.annotate(symbol=child.symbol, side=child.side, client_order_id=child.client_order_id)
         subject = evt_subject(cmd.cid)
         msg_id = f"{cmd.cid}.send.{child.client_order_id}"
-        if self.safety.is_halted(cmd.cid) or await self.safety.refresh_halt(cmd.cid):
+        # The fence as the SAFETY watch has it (no KV read per order): a child sent in the moment
+        # before the watch shows a just-set fence is live at the venue when its ack comes back,
+        # and the coordinator escapes it by name then (core.coordinator, ChildAccepted in ESCAPING).
+        if self.safety.is_halted(cmd.cid):
             fact = ChildRejected(cid=cmd.cid, client_order_id=child.client_order_id, reason_code=ReasonCode.HALTED, error_class=ErrorClass.NON_RETRYABLE, detail="escape fence set", ts=time.time())
             return [Out(subject, encode(fact), msg_id)]
         if cmd.mode is ExecutionMode.SHADOW:
@@ -84,7 +87,8 @@ class SendWorker(WorkerApp):
             async for attempt in tenacity.AsyncRetrying(**tenacity_kwargs(self.policy, self._retryable)):
                 with attempt:
                     attempts += 1
-                    await d.in_progress()  # each attempt may take the venue timeout: not dead yet
+                    if attempts > 1:
+                        await d.in_progress()  # retries may outlast the ack wait: not dead yet
                     ack = await self._send_once(venue, order, first=attempts == 1 and d.num_delivered == 1 and fresh)
         except VenueUnavailable:
             raise Retry("venue unreachable; outcome unknown, will query before any re-send", delay=1.0) from None
