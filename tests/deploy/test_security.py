@@ -577,7 +577,7 @@ MATRIX: dict[str, dict[str, list[str]]] = {
         "sub_deny": ["exec.>", ">"],
     },
     "client": {
-        "pub_allow": ["exec.intake", "venue.api.symbols", get("EXECUTIONS")],
+        "pub_allow": ["exec.intake", "venue.api.symbols", get("EXECUTIONS"), "exec.ctl.record.c1"],
         "pub_deny": ["exec.escape.all", "$KV.SAFETY.state", "venue.api.new", "exec.evt.c1", get("LEDGER")],
         "sub_allow": ["_INBOX.abc", "exec.result.c1"],
         "sub_deny": ["exec.evt.*", ">"],
