@@ -103,3 +103,16 @@ def test_killed_coordinator_loses_nothing(system, tmp_path):
     stats = system.venue_stats()
     assert stats["duplicate_attempts"] == 0
     assert stats["orders"] - before == children  # every child reached the venue exactly once
+
+
+def _nice(pid: int) -> int:
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_escape_lane_runs_at_a_higher_priority_than_the_bulk_workers(system):
+    """What a PriorityClass does on Kubernetes, `up` does with scheduling priorities: the escape
+    worker and the venue's cancel path keep their CPU when the stage workers saturate it."""
+    lane = [_nice(p) for name in ("escape", "paper-exchange") for p in system.worker_pids(name)]
+    bulk = [_nice(p) for name in ("precheck", "split", "send", "monitor", "coordinator", "ledger") for p in system.worker_pids(name)]
+    assert lane and bulk
+    assert max(lane) < min(bulk)
