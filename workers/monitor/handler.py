@@ -29,7 +29,7 @@ class MonitorWorker(WorkerApp):
     def consumers(self):
         return [("monitor", self.handle)]
 
-    async def handle(self, d: Delivery) -> list[Out]:
+    def handle(self, d: Delivery) -> list[Out]:  # pure: the runtime runs it batched
         rpt = decode(d.data, ExecutionReport)
         if rpt.cid != d.cid:
             raise Poison(ReasonCode.VALIDATION_INVALID_FIELD.value, f"report cid {rpt.cid!r} does not match subject")

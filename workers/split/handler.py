@@ -56,20 +56,33 @@ class SplitWorker(WorkerApp):
                 return None
         return self.profiles[key]
 
-    async def handle(self, d: Delivery) -> list[Out]:
+    def handle(self, d: Delivery):
+        """Pure once the venue's reference data is here (the runtime runs it batched); fetching it is
+        the slow path."""
         cmd: SplitCommand = command_of(d, SplitCommand)
         venue = self.venue.at(cmd.intent.venue)
+        key = (venue.venue, cmd.intent.symbol)
+        vwap = cmd.intent.split is SplitStrategy.VWAP
+        if key not in self.specs or (vwap and (self.profile_file or key not in self.profiles)):
+            return self._handle_slow(cmd, venue)
+        return self._plan(cmd, venue, self.profiles.get(key) if vwap else None)
+
+    async def _handle_slow(self, cmd: SplitCommand, venue: VenueClient) -> list[Out]:
         if (venue.venue, cmd.intent.symbol) not in self.specs:
             try:
                 self.specs.update({(venue.venue, s): spec for s, spec in (await venue.specs()).items()})
             except Exception:
                 raise Retry("venue reference data unavailable", delay=0.5) from None
         spec = self.specs.get((venue.venue, cmd.intent.symbol))
+        profile = await self._profile(venue, spec.symbol) if spec is not None and cmd.intent.split is SplitStrategy.VWAP else None
+        return self._plan(cmd, venue, profile)
+
+    def _plan(self, cmd: SplitCommand, venue: VenueClient, profile: tuple[Decimal, ...] | None) -> list[Out]:
+        spec = self.specs.get((venue.venue, cmd.intent.symbol))
         now = time.time()
         if spec is None:
             fact = SplitDone(cid=cmd.cid, step=cmd.step, strategy=SplitStrategy.SINGLE, children=(), reason_code=ReasonCode.VALIDATION_INVALID_SYMBOL, detail=f"unknown symbol {cmd.intent.symbol}", ts=now)
         else:
-            profile = await self._profile(venue, spec.symbol) if cmd.intent.split in (SplitStrategy.VWAP,) else None
             plan = plan_split(cmd.intent, cmd.qty, cmd.idempotency_key, spec, self.config, cmd.issued_at or now, profile)
             detail = "" if plan.children else f"quantity {cmd.qty} is less than one lot ({spec.lot_size})"
             fact = SplitDone(cid=cmd.cid, step=cmd.step, strategy=plan.strategy, children=plan.children, alerts=plan.alerts, reason_code=None if plan.children else ReasonCode.SPLIT_EMPTY, detail=detail, ts=now)
