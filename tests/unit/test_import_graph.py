@@ -11,12 +11,8 @@ import pytest
 
 PACKAGES = ("jetexec", "bus", "core", "schemas", "workers", "bench")
 
-# Cross-worker imports that predate this test. Issue 12 item 2 removes them (the position key and
-# the fill index move to core/); delete each line here when it goes. A NEW one fails the test.
-KNOWN_CROSS_WORKER = {
-    ("workers.precheck.handler", "workers.ledger.store"),  # pos_key
-    ("workers.paper_exchange.handler", "workers.ledger.venue_ops"),  # FillIndex, tape_reply
-}
+# No worker imports another: what two workers share lives in core/, schemas/ or bus/.
+KNOWN_CROSS_WORKER: set[tuple[str, str]] = set()
 
 
 @pytest.fixture(scope="module")
