@@ -21,7 +21,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from nats.errors import MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeout
@@ -58,22 +57,6 @@ def predicted_cid(raw: bytes) -> str | None:
         return intent_identity(parse_intent(raw, None))[1]
     except IntentError:
         return None
-
-
-def receipt_result(receipt: IntakeReceipt) -> ExecutionResult:
-    """A receipt as a result (a rejected intent's only answer)."""
-    return ExecutionResult(
-        correlation_id=receipt.correlation_id,
-        idempotency_key=receipt.idempotency_key,
-        state=receipt.state,
-        filled_qty=Decimal(0),
-        avg_fill_price=None,
-        fill_rate=Decimal(0),
-        reason_code=receipt.reason_code,
-        alerts=list(receipt.alerts),
-        children=[],
-        detail=receipt.detail,
-    )
 
 
 class JetexecClient:
@@ -247,7 +230,7 @@ class JetexecClient:
                 if sub is not None:
                     await sub.unsubscribe()
                     sub = None
-                return (await self.wait_many([receipt.correlation_id], timeout)).get(receipt.correlation_id) or receipt_result(receipt)
+                return (await self.wait_many([receipt.correlation_id], timeout)).get(receipt.correlation_id) or receipt.to_result()
             deadline = time.monotonic() + timeout
             while True:
                 remaining = deadline - time.monotonic()
@@ -260,7 +243,7 @@ class JetexecClient:
                     return snap[0]
                 if time.monotonic() >= deadline:
                     rec = await self.record(expected)
-                    return to_result(rec) if rec is not None else receipt_result(receipt)
+                    return to_result(rec) if rec is not None else receipt.to_result()
         finally:
             if sub is not None:
                 await sub.unsubscribe()

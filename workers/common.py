@@ -12,16 +12,63 @@ from decimal import Decimal
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from bus.runtime import Delivery, Poison
-from bus.topology import KV_SAFETY, subject_template
+import msgspec
+
+from bus.runtime import Delivery, Out, Poison, WorkerApp
+from bus.topology import KV_SAFETY, evt_subject, subject_template
 from bus.venue_client import OpUnavailable, VenueClient, VenueOpError, VenueUnavailable, venues_from_env  # noqa: F401 - the one venue client
 from core.symbols import SymbolSpec
 from core.venue_protocol import route_refusal
-from schemas.codec import decode, decode_command
+from schemas.codec import decode, decode_command, encode
 from schemas.enums import ExecutionMode, ReasonCode, SafetyState
 from schemas.venue import SymbolInfo
 
 MD_SUBJECT = "venue.md"  # venue.md.<symbol>: quotes (core NATS, latest wins)
+SPECS_MAX_AGE_S = 30.0  # a venue's symbol specs are asked again after this long
+
+
+class SpecsUnavailable(Exception):
+    """The venue's symbol specs could not be fetched, and none are known."""
+
+
+class SpecCache:
+    """Symbol specs per venue, one policy for every worker: fetched when a symbol is missing or the
+    venue's specs are older than ``SPECS_MAX_AGE_S``; a failed fetch keeps what was known. ``peek``
+    answers from memory (the batched, I/O-free path)."""
+
+    def __init__(self, venue: VenueClient) -> None:
+        self.venue = venue
+        self.by_venue: dict[str, tuple[float, dict[str, SymbolSpec]]] = {}
+
+    def peek(self, venue: str | None, symbol: str) -> tuple[bool, SymbolSpec | None]:
+        """(fresh, spec): ``fresh`` is False when a fetch is due (unknown symbol or old specs)."""
+        at, specs = self.by_venue.get(self.venue.at(venue).venue, (0.0, {}))
+        spec = specs.get(symbol)
+        return (spec is not None and time.time() - at <= SPECS_MAX_AGE_S), spec
+
+    async def get(self, venue: str | None, symbol: str) -> SymbolSpec | None:
+        """The symbol's spec (None: the venue does not trade it). Raises :class:`SpecsUnavailable`
+        when the venue cannot be asked and nothing is known of it."""
+        fresh, spec = self.peek(venue, symbol)
+        if fresh:
+            return spec
+        client = self.venue.at(venue)
+        try:
+            self.by_venue[client.venue] = (time.time(), await client.specs())
+        except Exception:
+            if client.venue not in self.by_venue:
+                raise SpecsUnavailable(f"venue {client.venue}: no symbol specs") from None
+        return self.by_venue[client.venue][1].get(symbol)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.by_venue)
+
+
+def config_from_env(var: str, kind: type, default: str = "{}"):
+    """A worker's JSON configuration from ``var``, converted to ``kind`` (msgspec: a wrong value
+    fails with the key it is under)."""
+    return msgspec.convert(json.loads(os.environ.get(var, default) or default), kind, strict=False)
 
 
 def command_of(d: Delivery, kind: type):
@@ -155,3 +202,39 @@ def route_refusal_for(venues, mode, venue: str | None) -> str | None:
 def spec_from_info(info: SymbolInfo) -> SymbolSpec:
     return SymbolSpec(symbol=info.symbol, reference_price=info.reference_price, lot_size=info.lot_size, tick_size=info.tick_size)
 
+
+class StageWorker(WorkerApp):
+    """A stage worker's shape: it declares the adapters it reads, gets them wired here, and
+    answers with facts on its execution's subject.
+
+    ``needs`` names what :meth:`setup` wires: ``safety`` (:class:`SafetyView`), ``market``
+    (:class:`MarketData`), ``venue`` (:class:`VenueClient` for the configured venues and one
+    :class:`SpecCache`). ``prepare`` is the worker's own set-up after that."""
+
+    needs: frozenset[str] = frozenset()
+    venue_timeout = 2.0
+
+    async def setup(self) -> None:
+        self.venues = venues_from_env()
+        if "safety" in self.needs:
+            self.safety = SafetyView()
+            await self.safety.start(self.js)
+        if "market" in self.needs:
+            self.market = MarketData()
+            await self.market.start(self.nc)
+        if "venue" in self.needs:
+            self.venue = VenueClient(self.nc, timeout=self.venue_timeout, default_venue=self.venues.default)
+            self.specs = SpecCache(self.venue)
+        await self.prepare()
+
+    async def prepare(self) -> None:
+        """The worker's own set-up, after its adapters are wired."""
+
+    def halted(self, cid: str) -> bool:
+        """Is this execution (or everything) behind an escape fence?"""
+        return self.safety.is_halted(cid)
+
+    @staticmethod
+    def fact(cid: str, fact: object, msg_id: str) -> Out:
+        """A fact about ``cid`` on its subject, under a deterministic message id."""
+        return Out(evt_subject(cid), encode(fact), msg_id)

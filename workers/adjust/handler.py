@@ -9,33 +9,22 @@ Calls:     ``modify`` (modify_order → ModifyAck) at the execution's venue per 
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
-import msgspec
-
-from bus.runtime import Delivery, Out, Retry, WorkerApp
-from bus.topology import evt_subject
+from bus.runtime import Delivery, Out, Poison, Retry
 from core.adjust import AdjustAction, AdjustConfig, decide_adjust
-from schemas.codec import encode
 from schemas.enums import ReasonCode
 from schemas.messages import AdjustCommand, AdjustDone, ChildReplaced
 from schemas.venue import ModifyAck, ModifyOrder
-from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable, command_of, venues_from_env
+from workers.common import SpecsUnavailable, StageWorker, VenueUnavailable, command_of, config_from_env
 
 
-class AdjustWorker(WorkerApp):
+class AdjustWorker(StageWorker):
     name = "adjust"
+    needs = frozenset({"safety", "market", "venue"})
 
-    async def setup(self) -> None:
-        self.safety = SafetyView()
-        await self.safety.start(self.js)
-        self.market = MarketData()
-        await self.market.start(self.nc)
-        self.venue = VenueClient(self.nc, default_venue=venues_from_env().default)
-        self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_ADJUST_CONFIG", "{}")), AdjustConfig, strict=False)
-        self.specs: dict = {}
+    async def prepare(self) -> None:
+        self.config = config_from_env("JETEXEC_ADJUST_CONFIG", AdjustConfig)
 
     def consumers(self):
         return [("adjust", self.handle)]
@@ -43,16 +32,17 @@ class AdjustWorker(WorkerApp):
     async def handle(self, d: Delivery) -> list[Out]:
         cmd: AdjustCommand = command_of(d, AdjustCommand)
         venue = self.venue.at(cmd.venue)
-        if (venue.venue, cmd.symbol) not in self.specs:
-            try:
-                self.specs.update({(venue.venue, s): spec for s, spec in (await venue.specs()).items()})
-            except Exception:
-                raise Retry("venue reference data unavailable") from None
+        try:
+            spec = await self.specs.get(cmd.venue, cmd.symbol)
+        except SpecsUnavailable:
+            raise Retry("venue reference data unavailable") from None
+        if spec is None:
+            raise Poison(ReasonCode.VALIDATION_INVALID_SYMBOL.value, f"{cmd.symbol} is not traded at venue {venue.venue}")
         quote = self.market.quotes.get(cmd.symbol)
         if quote is None:
             raise Retry("no quote yet", delay=0.5)
         now = time.time()
-        decision = decide_adjust(cmd.side, cmd.children, cmd.arrival_price or quote.reference_price, quote.bid, quote.ask, self.specs[(venue.venue, cmd.symbol)].tick_size, cmd.round, self.config, now=now)
+        decision = decide_adjust(cmd.side, cmd.children, cmd.arrival_price or quote.reference_price, quote.bid, quote.ask, spec.tick_size, cmd.round, self.config, now=now)
         replaced: list[ChildReplaced] = []
         action = decision.action
         if action is AdjustAction.PRICE_IMPROVE:
@@ -60,7 +50,7 @@ class AdjustWorker(WorkerApp):
                 new_price = decision.new_prices.get(child.client_order_id)
                 if new_price is None:
                     continue
-                if self.safety.is_halted(cmd.cid) or await self.safety.refresh_halt(cmd.cid):
+                if self.halted(cmd.cid) or await self.safety.refresh_halt(cmd.cid):
                     action = AdjustAction.WAIT
                     break
                 await d.in_progress()  # one venue round trip per child: keep the delivery ours
@@ -80,4 +70,4 @@ class AdjustWorker(WorkerApp):
             reason_code=ReasonCode.SLIPPAGE_EXCEEDED if action is AdjustAction.ESCAPE else None,
             ts=now,
         )
-        return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.adjust.{cmd.step}")]
+        return [self.fact(cmd.cid, fact, f"{cmd.cid}.adjust.{cmd.step}")]

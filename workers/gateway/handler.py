@@ -18,7 +18,6 @@ span is its child. Metrics: ``jetexec_messages_total{subject="exec.intake", outc
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -27,7 +26,7 @@ import msgspec
 
 from bus import metrics, tracing
 from bus.jspub import PublishError
-from bus.runtime import WorkerApp, tracing_on
+from bus.runtime import tracing_on
 from bus.topology import INTAKE_SUBJECT, LOAD_SUBJECT, evt_subject
 from core.admission import REPORT_STALE_S, AdmissionConfig, LoadReport, refusal
 from core.guardrails import alert
@@ -36,22 +35,18 @@ from core.intake import IntentError, intent_identity, parse_intent
 from schemas.codec import decode, encode
 from schemas.enums import AlertCode, ExecutionMode, ExecutionState, ReasonCode
 from schemas.messages import ExecutionCreated, IntakeReceipt, IntentRejected  # IntakeReceipt: re-exported for old imports
-from workers.common import MarketData, SafetyView, VenueClient, now, venues_from_env
+from workers.common import StageWorker, config_from_env, now
 
 log = logging.getLogger("jetexec.gateway")
 
 
-class GatewayWorker(WorkerApp):
+class GatewayWorker(StageWorker):
     name = "gateway"
 
-    async def setup(self) -> None:
-        self.venue = VenueClient(self.nc)
-        self.market = MarketData()
-        await self.market.start(self.nc)
-        self.safety = SafetyView()
-        await self.safety.start(self.js)
+    needs = frozenset({"safety", "market", "venue"})
+
+    async def prepare(self) -> None:
         self.known_symbols: set[str] | None = None
-        self.venues = venues_from_env()
         self.venue_symbols: dict[str, set[str]] = {}  # named venue → what it trades (when known)
         self.background.append(asyncio.create_task(self._refresh_symbols()))
         for vid in self.venues.venues:
@@ -60,7 +55,7 @@ class GatewayWorker(WorkerApp):
         self.default_mode = ExecutionMode(os.environ.get("JETEXEC_MODE", "PAPER").upper())
         self.slots = asyncio.Semaphore(512)
         self.inflight: set[asyncio.Task] = set()
-        self.admission = msgspec.convert(json.loads(os.environ.get("JETEXEC_ADMISSION_CONFIG", "{}")), AdmissionConfig)
+        self.admission = config_from_env("JETEXEC_ADMISSION_CONFIG", AdmissionConfig)
         self.loads: dict[str, LoadReport] = {}  # coordinator instance -> its latest load report
         await self.nc.subscribe(LOAD_SUBJECT, cb=self._on_load)
         self.sub = await self.nc.subscribe(INTAKE_SUBJECT, queue="gateway", cb=self._on_request, pending_msgs_limit=100_000)

@@ -28,19 +28,17 @@ import os
 import time
 from decimal import Decimal
 
-import msgspec
 
-from bus.runtime import Delivery, Out, Retry, WorkerApp
-from bus.topology import KV_LEDGER, count_subject, evt_subject
+from bus.runtime import Delivery, Out, Retry
+from bus.topology import KV_LEDGER, count_subject
 from core.execution_fsm import STAGE_TIMEOUT_MS
 from core.keys import pos_key
 from core.precheck import PrecheckConfig, PrecheckContext, daily_bucket, minute_of_day_utc, notional_units, run_precheck, trade_cost, units_notional
 from core.risk import evaluate_risk, load_risk_hook
 from core.symbols import SymbolSpec
-from schemas.codec import encode
 from schemas.enums import ExecutionState, ReasonCode
 from schemas.messages import PrecheckCommand, PrecheckDone
-from workers.common import MarketData, SafetyView, VenueClient, command_of, route_refusal_for, venues_from_env
+from workers.common import SpecsUnavailable, StageWorker, command_of, config_from_env, route_refusal_for
 
 PAUSE_RETRY_S = 0.25
 PAUSE_MARGIN_S = 0.5  # answer before the coordinator's own PRECHECK deadline
@@ -58,45 +56,26 @@ def live_venue_configured() -> bool:
     return bool(os.environ.get("JETEXEC_LIVE_VENUES", "").strip())
 
 
-class PrecheckWorker(WorkerApp):
+class PrecheckWorker(StageWorker):
     name = "precheck"
+    needs = frozenset({"safety", "market", "venue"})
 
-    async def setup(self) -> None:
-        self.safety = SafetyView()
-        await self.safety.start(self.js)
-        self.market = MarketData()
-        await self.market.start(self.nc)
-        self.venues = venues_from_env()
-        self.venue = VenueClient(self.nc, default_venue=self.venues.default)
-        self.specs: dict[str, SymbolSpec] = {}
-        self.specs_at = 0.0
-        self.venue_specs: dict[str, tuple[float, dict[str, SymbolSpec]]] = {}  # other venues
+    async def prepare(self) -> None:
         self.ledger = await self.js.key_value(KV_LEDGER)
         self.positions: dict[str, Decimal] = {}
         self.totals: dict[str, tuple[int, int]] = {}  # daily bucket -> (trades, notional units) last seen
         self.background.append(asyncio.create_task(self._watch_positions()))
-        self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_PRECHECK_CONFIG", "{}")), PrecheckConfig, strict=False)
+        self.config = config_from_env("JETEXEC_PRECHECK_CONFIG", PrecheckConfig)
         self.risk_hook = load_risk_hook(json.loads(os.environ.get("JETEXEC_RISK_HOOK", "null")))
 
     def consumers(self):
         return [("precheck", self.handle)]
 
     async def _spec(self, symbol: str, venue: str | None = None) -> SymbolSpec | None:
-        if venue and venue != self.venues.default:  # a named venue trades what it says it trades
-            at, specs = self.venue_specs.get(venue, (0.0, {}))
-            if symbol not in specs or time.time() - at > 30:
-                try:
-                    self.venue_specs[venue] = (time.time(), await self.venue.at(venue).specs())
-                except Exception:
-                    pass
-            return self.venue_specs.get(venue, (0.0, {}))[1].get(symbol)
-        if symbol not in self.specs or time.time() - self.specs_at > 30:
-            try:
-                self.specs = await self.venue.specs()
-                self.specs_at = time.time()
-            except Exception:
-                pass  # venue down: VENUE_DISCONNECTED below if we know nothing
-        return self.specs.get(symbol)
+        try:
+            return await self.specs.get(venue, symbol)
+        except SpecsUnavailable:
+            return None  # venue down: VENUE_DISCONNECTED below if we know nothing
 
     def _hook(self):
         """The operator's live override (KV SAFETY ``risk_hook``) wins over the start-up config."""
@@ -133,7 +112,7 @@ class PrecheckWorker(WorkerApp):
         refusal = route_refusal_for(self.venues, cmd.mode, intent.venue)
         if refusal is not None:  # mode × venue × the live switches (core.venue_protocol.route_refusal)
             fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=False, reason_code=ReasonCode.POLICY_LIVE_NOT_ENABLED, detail=refusal, ts=now)
-            return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
+            return [self.fact(cmd.cid, fact, f"{cmd.cid}.precheck.{cmd.step}")]
         spec = await self._spec(intent.symbol, intent.venue)
         bucket = daily_bucket(intent.strategy_id, now)
         trades, units = self.totals.get(bucket, (0, 0))
@@ -142,7 +121,7 @@ class PrecheckWorker(WorkerApp):
             ctx = PrecheckContext(
                 safety_state=self.safety.state,
                 mode=cmd.mode,
-                venue_connected=self.market.connected or bool(self.specs),
+                venue_connected=self.market.connected or self.specs.known,
                 spec=spec,
                 minute_of_day=minute_of_day_utc(now),
                 risk=evaluate_risk(self._hook(), intent, intent.qty),
@@ -162,7 +141,7 @@ class PrecheckWorker(WorkerApp):
             if now + PAUSE_RETRY_S < deadline:
                 raise Retry("risk hook says PAUSE", delay=PAUSE_RETRY_S)
             fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=False, reason_code=ReasonCode.RISK_PAUSE_TIMEOUT, detail="risk hook kept PAUSE until the PRECHECK deadline", ts=now)
-            return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
+            return [self.fact(cmd.cid, fact, f"{cmd.cid}.precheck.{cmd.step}")]
         if outcome.passed:
             cost = notional_units(trade_cost(intent, outcome.qty, ctx))
             trades, units = await self._count(bucket, f"{cmd.cid}.{cmd.step}", d.num_delivered, 1, cost)
@@ -170,7 +149,7 @@ class PrecheckWorker(WorkerApp):
             if not outcome.passed:
                 await self._count(bucket, f"{cmd.cid}.{cmd.step}.undo", d.num_delivered, -1, -cost)
         fact = PrecheckDone(cid=cmd.cid, step=cmd.step, passed=outcome.passed, reason_code=outcome.reason_code, detail=outcome.detail, qty=outcome.qty, alerts=outcome.alerts, ts=now)
-        return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.precheck.{cmd.step}")]
+        return [self.fact(cmd.cid, fact, f"{cmd.cid}.precheck.{cmd.step}")]
 
     async def _count(self, bucket: str, msg_id: str, delivery: int, trades: int, units: int) -> tuple[int, int]:
         """Add to the bucket's two counters; returns their new totals (this addition included)."""

@@ -23,14 +23,14 @@ import time
 import tenacity
 
 from bus import tracing
-from bus.runtime import Delivery, Out, Retry, WorkerApp
+from bus.runtime import Delivery, Out, Retry
 from bus.topology import evt_subject, report_subject
 from core.retry import RetryPolicy, tenacity_kwargs
 from schemas.codec import encode
 from schemas.enums import ErrorClass, ExecutionMode, ReasonCode
 from schemas.messages import ChildAccepted, ChildRejected, SendCommand
 from schemas.venue import ExecutionReport, NewOrder, OrderAck
-from workers.common import MarketData, SafetyView, VenueClient, VenueUnavailable, command_of, route_refusal_for, venues_from_env
+from workers.common import StageWorker, VenueClient, VenueUnavailable, command_of, route_refusal_for
 
 
 FRESH_COMMAND_S = 2.0
@@ -42,17 +42,12 @@ class _RetryableReject(Exception):
         self.ack = ack
 
 
-class SendWorker(WorkerApp):
+class SendWorker(StageWorker):
     name = "send"
     ack_sync = True  # a venue side effect happened: make sure the ack is not lost
+    needs = frozenset({"safety", "market", "venue"})
 
-    async def setup(self) -> None:
-        self.safety = SafetyView()
-        await self.safety.start(self.js)
-        self.venues = venues_from_env()
-        self.venue = VenueClient(self.nc, timeout=2.0, default_venue=self.venues.default)
-        self.market = MarketData()
-        await self.market.start(self.nc)
+    async def prepare(self) -> None:
         self.policy = RetryPolicy()
 
     def consumers(self):
@@ -67,15 +62,15 @@ class SendWorker(WorkerApp):
         # The fence as the SAFETY watch has it (no KV read per order): a child sent in the moment
         # before the watch shows a just-set fence is live at the venue when its ack comes back,
         # and the coordinator escapes it by name then (core.coordinator, ChildAccepted in ESCAPING).
-        if self.safety.is_halted(cmd.cid):
+        if self.halted(cmd.cid):
             fact = ChildRejected(cid=cmd.cid, client_order_id=child.client_order_id, reason_code=ReasonCode.HALTED, error_class=ErrorClass.NON_RETRYABLE, detail="escape fence set", ts=time.time())
-            return [Out(subject, encode(fact), msg_id)]
+            return [self.fact(cmd.cid, fact, msg_id)]
         if cmd.mode is ExecutionMode.SHADOW:
             return self._shadow(cmd, subject, msg_id)
         refusal = route_refusal_for(self.venues, cmd.mode, child.venue)
         if refusal is not None:
             fact = ChildRejected(cid=cmd.cid, client_order_id=child.client_order_id, reason_code=ReasonCode.POLICY_LIVE_NOT_ENABLED, error_class=ErrorClass.NON_RETRYABLE, detail=refusal, ts=time.time())
-            return [Out(subject, encode(fact), msg_id)]
+            return [self.fact(cmd.cid, fact, msg_id)]
 
         venue = self.venue.at(child.venue)
         order = NewOrder(client_order_id=child.client_order_id, cid=cmd.cid, symbol=child.symbol, side=child.side, qty=child.qty, order_type=child.order_type, price=child.price, mode=cmd.mode)
@@ -106,7 +101,7 @@ class SendWorker(WorkerApp):
                 attempts=attempts,
                 ts=time.time(),
             )
-        return [Out(subject, encode(fact), msg_id)]
+        return [self.fact(cmd.cid, fact, msg_id)]
 
     @staticmethod
     def _retryable(exc: BaseException) -> bool:

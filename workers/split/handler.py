@@ -13,28 +13,23 @@ import os
 import time
 from decimal import Decimal
 
-import msgspec
-
-from bus.runtime import Delivery, Out, Retry, WorkerApp
-from bus.topology import evt_subject
+from bus.runtime import Delivery, Out, Retry
 from core.split import SplitConfig, plan_split
 from core.symbols import SymbolSpec
-from schemas.codec import encode
 from schemas.enums import ReasonCode, SplitStrategy
 from schemas.messages import SplitCommand, SplitDone
-from workers.common import OpUnavailable, VenueClient, command_of, venues_from_env
+from workers.common import OpUnavailable, SpecsUnavailable, StageWorker, VenueClient, command_of, config_from_env
 
 PROFILE_BUCKETS = 10
 
 
-class SplitWorker(WorkerApp):
+class SplitWorker(StageWorker):
     name = "split"
+    needs = frozenset({"venue"})
 
-    async def setup(self) -> None:
-        self.venue = VenueClient(self.nc, default_venue=venues_from_env().default)
-        self.specs: dict[tuple[str, str], SymbolSpec] = {}  # (venue, symbol)
+    async def prepare(self) -> None:
         self.profiles: dict[tuple[str, str], tuple[Decimal, ...]] = {}
-        self.config = msgspec.convert(json.loads(os.environ.get("JETEXEC_SPLIT_CONFIG", "{}")), SplitConfig, strict=False)
+        self.config = config_from_env("JETEXEC_SPLIT_CONFIG", SplitConfig)
         self.profile_file = os.environ.get("JETEXEC_VOLUME_PROFILE_FILE")
 
     def consumers(self):
@@ -61,24 +56,22 @@ class SplitWorker(WorkerApp):
         the slow path."""
         cmd: SplitCommand = command_of(d, SplitCommand)
         venue = self.venue.at(cmd.intent.venue)
-        key = (venue.venue, cmd.intent.symbol)
+        fresh, spec = self.specs.peek(cmd.intent.venue, cmd.intent.symbol)
         vwap = cmd.intent.split is SplitStrategy.VWAP
-        if key not in self.specs or (vwap and (self.profile_file or key not in self.profiles)):
+        key = (venue.venue, cmd.intent.symbol)
+        if not fresh or (vwap and (self.profile_file or key not in self.profiles)):
             return self._handle_slow(cmd, venue)
-        return self._plan(cmd, venue, self.profiles.get(key) if vwap else None)
+        return self._plan(cmd, spec, self.profiles.get(key) if vwap else None)
 
     async def _handle_slow(self, cmd: SplitCommand, venue: VenueClient) -> list[Out]:
-        if (venue.venue, cmd.intent.symbol) not in self.specs:
-            try:
-                self.specs.update({(venue.venue, s): spec for s, spec in (await venue.specs()).items()})
-            except Exception:
-                raise Retry("venue reference data unavailable", delay=0.5) from None
-        spec = self.specs.get((venue.venue, cmd.intent.symbol))
+        try:
+            spec = await self.specs.get(cmd.intent.venue, cmd.intent.symbol)
+        except SpecsUnavailable:
+            raise Retry("venue reference data unavailable", delay=0.5) from None
         profile = await self._profile(venue, spec.symbol) if spec is not None and cmd.intent.split is SplitStrategy.VWAP else None
-        return self._plan(cmd, venue, profile)
+        return self._plan(cmd, spec, profile)
 
-    def _plan(self, cmd: SplitCommand, venue: VenueClient, profile: tuple[Decimal, ...] | None) -> list[Out]:
-        spec = self.specs.get((venue.venue, cmd.intent.symbol))
+    def _plan(self, cmd: SplitCommand, spec: SymbolSpec | None, profile: tuple[Decimal, ...] | None) -> list[Out]:
         now = time.time()
         if spec is None:
             fact = SplitDone(cid=cmd.cid, step=cmd.step, strategy=SplitStrategy.SINGLE, children=(), reason_code=ReasonCode.VALIDATION_INVALID_SYMBOL, detail=f"unknown symbol {cmd.intent.symbol}", ts=now)
@@ -86,4 +79,4 @@ class SplitWorker(WorkerApp):
             plan = plan_split(cmd.intent, cmd.qty, cmd.idempotency_key, spec, self.config, cmd.issued_at or now, profile)
             detail = "" if plan.children else f"quantity {cmd.qty} is less than one lot ({spec.lot_size})"
             fact = SplitDone(cid=cmd.cid, step=cmd.step, strategy=plan.strategy, children=plan.children, alerts=plan.alerts, reason_code=None if plan.children else ReasonCode.SPLIT_EMPTY, detail=detail, ts=now)
-        return [Out(evt_subject(cmd.cid), encode(fact), f"{cmd.cid}.split.{cmd.step}")]
+        return [self.fact(cmd.cid, fact, f"{cmd.cid}.split.{cmd.step}")]
