@@ -535,18 +535,7 @@ class WorkerApp:
         """Hook: adjust a consumer loop before it starts (e.g. react to a lost pin)."""
 
     async def on_dead_letter(self, d: Delivery, reason: str, detail: str) -> None:
-        """A dead-lettered stage command becomes a StageFailed fact, so its execution never hangs."""
-        from schemas.codec import encode, is_id
-
-        parts = d.subject.split(".")
-        if parts[:2] != ["exec", "cmd"] or len(parts) != 4 or not is_id(parts[3]):
-            return  # not a stage command, or a subject no execution can have: nothing can hang
-        from schemas.enums import ReasonCode
-        from schemas.messages import StageFailed
-
-        code = ReasonCode.MAX_DELIVERIES if reason == "MAX_DELIVERIES" else ReasonCode.POISON_MESSAGE
-        fact = StageFailed(cid=parts[3], stage=parts[2], reason_code=code, detail=f"{reason}: {detail}"[:300], ts=time.time())
-        await self.publisher.publish_one(f"exec.evt.{parts[3]}", encode(fact), f"{parts[3]}.dlq.{d.stream_seq}")
+        """Hook: a message was dead-lettered (the stage workers turn it into a fact)."""
 
     async def teardown(self) -> None:
         pass

@@ -19,7 +19,8 @@ from bus.topology import KV_SAFETY, evt_subject, subject_template
 from bus.venue_client import OpUnavailable, VenueClient, VenueOpError, VenueUnavailable, venues_from_env  # noqa: F401 - the one venue client
 from core.symbols import SymbolSpec
 from core.venue_protocol import route_refusal
-from schemas.codec import decode, decode_command, encode
+from schemas.codec import decode, decode_command, encode, is_id
+from schemas.messages import StageFailed
 from schemas.enums import ExecutionMode, ReasonCode, SafetyState
 from schemas.venue import SymbolInfo
 
@@ -233,6 +234,15 @@ class StageWorker(WorkerApp):
     def halted(self, cid: str) -> bool:
         """Is this execution (or everything) behind an escape fence?"""
         return self.safety.is_halted(cid)
+
+    async def on_dead_letter(self, d: Delivery, reason: str, detail: str) -> None:
+        """A dead-lettered stage command becomes a StageFailed fact, so its execution never hangs."""
+        parts = d.subject.split(".")
+        if parts[:2] != ["exec", "cmd"] or len(parts) != 4 or not is_id(parts[3]):
+            return  # not a stage command, or a subject no execution can have: nothing can hang
+        code = ReasonCode.MAX_DELIVERIES if reason == "MAX_DELIVERIES" else ReasonCode.POISON_MESSAGE
+        failed = StageFailed(cid=parts[3], stage=parts[2], reason_code=code, detail=f"{reason}: {detail}"[:300], ts=time.time())
+        await self.publisher.publish([self.fact(parts[3], failed, f"{parts[3]}.dlq.{d.stream_seq}")])
 
     @staticmethod
     def fact(cid: str, fact: object, msg_id: str) -> Out:

@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from bus.runtime import Out, Poison, Retry, WorkerApp
+from bus.runtime import Out, Poison, Retry
+from workers.common import StageWorker
 from bus.settings import NatsSettings
 from bus.topology import ensure_topology
 from schemas.codec import decode, decode_command, encode
@@ -15,7 +16,7 @@ from tests.conftest import wait_for
 INTENT = Intent(symbol="AAPL", side=Side.BUY, qty=1, order_type=OrderType.MARKET, strategy_id="s")
 
 
-class EchoWorker(WorkerApp):
+class EchoWorker(StageWorker):
     """Consumes precheck commands; behaviour chosen by the intent's strategy_id."""
 
     name = "echo"
