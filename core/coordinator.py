@@ -23,7 +23,7 @@ from core.execution_fsm import STAGE_TIMEOUT_MS, is_terminal, timeout_target, tr
 from core.guardrails import alert as make_alert
 from core.order_fsm import ORDER_LIVE, ORDER_TERMINAL, InvalidOrderTransition, order_transition
 from schemas.codec import encode
-from schemas.enums import AlertCode, ErrorClass, ExecutionState as S, OrderState as O, ReasonCode, SplitStrategy
+from schemas.enums import AlertCode, ErrorClass, ExecutionState as S, OrderState as O, ReasonCode, ReleasePolicy, SplitStrategy
 from schemas.messages import (
     AdjustCommand,
     AdjustDone,
@@ -164,11 +164,11 @@ def _set_child_state(c: ChildRecord, target: O) -> None:
 
 
 def _dispatch_due(st: _Step) -> None:
-    """Send every child whose time has come (TWAP/VWAP schedule; one live ICEBERG slice at a time)."""
+    """Send every child whose time has come (SCHEDULED), or the next one when none is live (SEQUENTIAL)."""
     r = st.r
     if r.state not in (S.SENDING, S.MONITORING, S.ADJUSTING) or r.intent is None:
         return
-    if r.strategy is SplitStrategy.ICEBERG:
+    if r.release is ReleasePolicy.SEQUENTIAL:
         if any(c.dispatched and c.state not in ORDER_TERMINAL for c in r.children):
             return
         due = [c for c in r.children if not c.dispatched][:1]
@@ -324,6 +324,7 @@ def _on_split_done(st: _Step, fact: SplitDone) -> bool | None:
         st.fail(fact.reason_code or ReasonCode.SPLIT_EMPTY, fact.detail or "no child orders")
         return None
     r.strategy = fact.strategy
+    r.release = fact.release or release_of_old_fact(fact.strategy)
     r.target_qty = sum((c.qty for c in fact.children), Decimal(0))
     r.children = [
         ChildRecord(client_order_id=c.client_order_id, index=c.index, qty=c.qty, order_type=c.order_type, price=c.price, scheduled_at=c.scheduled_at, venue=(r.intent.venue or "") if r.intent else "")
@@ -332,6 +333,12 @@ def _on_split_done(st: _Step, fact: SplitDone) -> bool | None:
     st.move(S.SENDING, f"{fact.strategy.value} x{len(fact.children)}")
     _dispatch_due(st)
     return None
+
+
+def release_of_old_fact(strategy: SplitStrategy) -> ReleasePolicy:
+    """A SplitDone stored before release policies travelled on it (schema 1): ICEBERG was the only
+    sequential strategy then."""
+    return ReleasePolicy.SEQUENTIAL if strategy is SplitStrategy.ICEBERG else ReleasePolicy.SCHEDULED
 
 
 def _on_child_accepted(st: _Step, fact: ChildAccepted) -> bool | None:
@@ -379,7 +386,7 @@ def _on_child_fill(st: _Step, fact: ChildFill) -> bool | None:
     if c.state not in ORDER_TERMINAL:
         _set_child_state(c, O.FILLED if c.filled_qty >= c.qty else O.PARTIALLY_FILLED)
     _settle(st)
-    _dispatch_due(st)  # an ICEBERG slice filled: release the next
+    _dispatch_due(st)  # a sequential slice filled: release the next
     return None
 
 
@@ -553,7 +560,7 @@ def schedule_due(r: ExecutionRecord, now: float) -> bool:
     """Is a scheduled (TWAP/VWAP) child due to be sent?"""
     return (
         r.state in (S.SENDING, S.MONITORING, S.ADJUSTING)
-        and r.strategy is not SplitStrategy.ICEBERG
+        and r.release is not ReleasePolicy.SEQUENTIAL
         and any(not c.dispatched and c.scheduled_at <= now for c in r.children)
     )
 
@@ -563,7 +570,7 @@ def next_wake(r: ExecutionRecord, cfg: CoordinatorConfig = CoordinatorConfig()) 
     if is_terminal(r.state):
         return None
     times = [r.deadline_at] if r.deadline_at else []
-    if r.state in (S.SENDING, S.MONITORING, S.ADJUSTING) and r.strategy is not SplitStrategy.ICEBERG:
+    if r.state in (S.SENDING, S.MONITORING, S.ADJUSTING) and r.release is not ReleasePolicy.SEQUENTIAL:
         times += [c.scheduled_at for c in r.children if not c.dispatched]
     warned = {a.message.split(" ")[0] for a in r.alerts if a.code is AlertCode.GR064}
     times += [c.sent_at + cfg.fill_delay_warn_s + 0.001 for c in r.children if c.state in ORDER_LIVE and c.filled_qty == 0 and c.sent_at and c.client_order_id not in warned]

@@ -19,7 +19,12 @@ Strategies:
   can overload it; largest-remainder keeps every bucket within one lot of its exact share while the sum
   stays exact). Zero-lot buckets are dropped but the others keep their bucket time.
 * ICEBERG — slices of ``visible = max(1, floor(lots × iceberg_visible_pct))`` lots, last one smaller,
-  all due now; the coordinator releases them one at a time (see :func:`iceberg_next_release`).
+  all due now, released SEQUENTIAL: the coordinator sends the next slice when the previous one
+  closes (filled, or cancelled/rejected/expired).
+
+Each strategy is one :class:`Strategy` entry in :data:`STRATEGIES` (its planner, whether it needs the
+venue's volume profile, its release policy, which travels on ``SplitDone``): a new one is a planner
+and an entry here, plus its ``SplitStrategy`` value.
 * GR060 — more than ``max_children`` children: alert and rebuild exactly ``max_children`` TWAP-sized
   children over the total, keeping the strategy label.
 """
@@ -27,15 +32,17 @@ Strategies:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from fractions import Fraction
+from typing import NamedTuple
 
 import msgspec
 
 from core.ids import client_order_id
 from core.symbols import SymbolSpec, lots, round_to_tick
-from schemas.enums import AlertCode, OrderState, OrderType, Severity, Side, SplitStrategy, Urgency
+from schemas.enums import AlertCode, OrderType, ReleasePolicy, Severity, Side, SplitStrategy, Urgency
 from schemas.messages import Alert, ChildOrder, Intent
 
 __all__ = [
@@ -43,7 +50,9 @@ __all__ = [
     "SplitPlan",
     "apportion",
     "choose_strategy",
-    "iceberg_next_release",
+    "STRATEGIES",
+    "Strategy",
+    "needs_profile",
     "plan_split",
     "u_shaped_profile",
 ]
@@ -85,6 +94,7 @@ class SplitPlan(msgspec.Struct, frozen=True, kw_only=True):
     strategy: SplitStrategy
     children: tuple[ChildOrder, ...]
     alerts: tuple[Alert, ...]
+    release: ReleasePolicy = ReleasePolicy.SCHEDULED
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,36 +239,10 @@ def plan_split(
 
     price = _child_price(intent, spec)
     horizon = _horizon(intent, config)
-
-    # (lots, scheduled_at) per child, or the would-be count when it is too large to materialise.
-    sized: list[tuple[int, float]] | None = None
-    count: int
-    if strategy is SplitStrategy.SINGLE:
-        sized = [(qty_lots, now)]
-        count = 1
-    elif strategy is SplitStrategy.TWAP:
-        n = min(config.twap_buckets, qty_lots)
-        sized = list(zip(_even_sizes(qty_lots, n), _slot_times(n, now, horizon)))
-        count = n
-    elif strategy is SplitStrategy.VWAP:
-        if volume_profile is None:
-            profile: Sequence[Decimal | Fraction] = u_shaped_profile(min(config.twap_buckets, config.max_children))
-        else:
-            profile = [_to_fraction(w) for w in volume_profile]
-        parts = apportion(qty_lots, profile)
-        times = _slot_times(len(parts), now, horizon)
-        # Zero-lot buckets drop out; the rest keep their own bucket time so the volume curve holds.
-        sized = [(p, t) for p, t in zip(parts, times) if p > 0]
-        count = len(sized)
-    elif strategy is SplitStrategy.ICEBERG:
-        visible = max(1, math.floor(qty_lots * Fraction(config.iceberg_visible_pct)))
-        count = -(-qty_lots // visible)
-        if count <= config.max_children:  # else GR060 below; never build a huge list just to drop it
-            full, rest = divmod(qty_lots, visible)
-            sized = [(visible, now)] * full + ([(rest, now)] if rest else [])
-    else:  # AUTO is resolved by choose_strategy; anything else is a new enum member we do not know
+    entry = STRATEGIES.get(strategy)
+    if entry is None:  # AUTO is resolved by choose_strategy; anything else is not registered
         raise ValueError(f"unsupported split strategy {strategy}")
-
+    sized, count = entry.plan(qty_lots, Window(now, horizon), config, volume_profile)
     alerts: tuple[Alert, ...] = ()
     if count > config.max_children:
         m = config.max_children
@@ -271,8 +255,8 @@ def plan_split(
                 ts=now,
             ),
         )
-        # Iceberg slices stay "all at now" (release is sequential anyway); the others re-spread.
-        times = [now] * m if strategy is SplitStrategy.ICEBERG else _slot_times(m, now, horizon)
+        # Sequentially released slices stay "all at now"; scheduled ones re-spread over the horizon.
+        times = [now] * m if entry.release is ReleasePolicy.SEQUENTIAL else _slot_times(m, now, horizon)
         sized = list(zip(_even_sizes(qty_lots, m), times))
 
     assert sized is not None
@@ -289,33 +273,72 @@ def plan_split(
         )
         for i, (n_lots, at) in enumerate(sized)
     )
-    return SplitPlan(strategy=strategy, children=children, alerts=alerts)
+    return SplitPlan(strategy=strategy, children=children, alerts=alerts, release=entry.release)
 
 
 # --------------------------------------------------------------------------------------------
-# Iceberg release policy (applied by the coordinator)
+# The strategies: one entry each (add a strategy here, with its SplitStrategy value)
 # --------------------------------------------------------------------------------------------
 
 
-def iceberg_next_release(
-    states: Sequence[OrderState],
-    dispatched: Sequence[bool] | None = None,
-) -> int | None:
-    """Index of the iceberg slice to send now, or None.
+class Window(NamedTuple):
+    now: float
+    horizon: int  # seconds
 
-    An iceberg shows one slice at a time: slice ``k`` is released only once every slice before it
-    is FILLED. ``states`` are the slices' order states in index order; a slice counts as released
-    when its state is past CREATED or ``dispatched[k]`` is true (sent, no ack yet). Returns None
-    while a slice is live, when all are filled, or when an earlier slice ended without filling
-    (cancelled, rejected, expired, failed): that is the adjust/escape path's call, not a reason to
-    show more size.
-    """
-    if dispatched is not None and len(dispatched) != len(states):
-        raise ValueError("states and dispatched must have the same length")
-    for k, state in enumerate(states):
-        released = state is not OrderState.CREATED or (dispatched is not None and dispatched[k])
-        if not released:
-            return k
-        if state is not OrderState.FILLED:
-            return None
-    return None
+
+Sized = list[tuple[int, float]]  # (lots, scheduled_at) per child
+Planner = Callable[[int, Window, SplitConfig, Sequence[Decimal] | None], tuple[Sized | None, int]]
+"""``(lots, window, config, volume profile) -> (children, count)``; ``children`` may be None when
+``count`` is over ``max_children`` (the plan is rebuilt by GR060 instead of materialised)."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A split strategy: how it sizes and times the children, what it needs, how they are released."""
+
+    plan: Planner
+    release: ReleasePolicy = ReleasePolicy.SCHEDULED  # SEQUENTIAL: the next child when the last closes
+    needs_profile: bool = False  # the venue's volume profile (the split worker fetches it)
+
+
+def _plan_single(qty_lots: int, w: Window, config: SplitConfig, profile) -> tuple[Sized, int]:
+    return [(qty_lots, w.now)], 1
+
+
+def _plan_twap(qty_lots: int, w: Window, config: SplitConfig, profile) -> tuple[Sized, int]:
+    n = min(config.twap_buckets, qty_lots)
+    return list(zip(_even_sizes(qty_lots, n), _slot_times(n, w.now, w.horizon))), n
+
+
+def _plan_vwap(qty_lots: int, w: Window, config: SplitConfig, volume_profile) -> tuple[Sized, int]:
+    if volume_profile is None:
+        profile: Sequence[Decimal | Fraction] = u_shaped_profile(min(config.twap_buckets, config.max_children))
+    else:
+        profile = [_to_fraction(x) for x in volume_profile]
+    parts = apportion(qty_lots, profile)
+    times = _slot_times(len(parts), w.now, w.horizon)
+    # Zero-lot buckets drop out; the rest keep their own bucket time so the volume curve holds.
+    sized = [(p, t) for p, t in zip(parts, times) if p > 0]
+    return sized, len(sized)
+
+
+def _plan_iceberg(qty_lots: int, w: Window, config: SplitConfig, profile) -> tuple[Sized | None, int]:
+    visible = max(1, math.floor(qty_lots * Fraction(config.iceberg_visible_pct)))
+    count = -(-qty_lots // visible)
+    if count > config.max_children:
+        return None, count  # GR060 rebuilds it; never build a huge list just to drop it
+    full, rest = divmod(qty_lots, visible)
+    return [(visible, w.now)] * full + ([(rest, w.now)] if rest else []), count
+
+
+STRATEGIES: dict[SplitStrategy, Strategy] = {
+    SplitStrategy.SINGLE: Strategy(_plan_single),
+    SplitStrategy.TWAP: Strategy(_plan_twap),
+    SplitStrategy.VWAP: Strategy(_plan_vwap, needs_profile=True),
+    SplitStrategy.ICEBERG: Strategy(_plan_iceberg, release=ReleasePolicy.SEQUENTIAL),
+}
+
+
+def needs_profile(strategy: SplitStrategy) -> bool:
+    entry = STRATEGIES.get(strategy)
+    return entry is not None and entry.needs_profile

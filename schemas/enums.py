@@ -70,6 +70,14 @@ class SplitStrategy(str, enum.Enum):
     ICEBERG = "ICEBERG"
 
 
+class ReleasePolicy(str, enum.Enum):
+    """How a split's children go out: SCHEDULED at their times, or SEQUENTIAL (the next one when
+    the previous closes, as an iceberg shows one slice at a time)."""
+
+    SCHEDULED = "SCHEDULED"
+    SEQUENTIAL = "SEQUENTIAL"
+
+
 class ExecutionMode(str, enum.Enum):
     PAPER = "PAPER"
     SHADOW = "SHADOW"

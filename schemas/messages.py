@@ -24,6 +24,7 @@ from schemas.enums import (
     OrderState,
     OrderType,
     ReasonCode,
+    ReleasePolicy,
     SafetyState,
     Severity,
     Side,
@@ -163,6 +164,7 @@ class SplitDone(_Fact, tag="SplitDone"):
     alerts: tuple[Alert, ...] = ()
     reason_code: ReasonCode | None = None
     detail: str = ""
+    release: ReleasePolicy | None = None  # None: a fact from before policies travelled (core.coordinator)
 
 
 class ChildAccepted(_Fact, tag="ChildAccepted"):
@@ -355,6 +357,7 @@ class ExecutionRecord(msgspec.Struct, kw_only=True):
     intent: Intent | None = None
     mode: ExecutionMode = ExecutionMode.PAPER
     strategy: SplitStrategy | None = None
+    release: ReleasePolicy | None = None  # how the children go out (from SplitDone)
     target_qty: Decimal = Decimal(0)
     children: list[ChildRecord] = []
     alerts: list[Alert] = []

@@ -16,13 +16,12 @@ from core.split import (
     SplitPlan,
     apportion,
     choose_strategy,
-    iceberg_next_release,
     plan_split,
     u_shaped_profile,
 )
 from core.symbols import DEFAULT_SYMBOLS, SymbolSpec
 from schemas.enums import AlertCode, OrderState, OrderType, Severity, Side, SplitStrategy, Urgency
-from schemas.messages import Intent
+from schemas.messages import ChildOrder, Intent
 
 SPECS = {s.symbol: s for s in DEFAULT_SYMBOLS}
 AAPL = SPECS["AAPL"]
@@ -404,39 +403,44 @@ def test_config_decodes_from_json():
 # Iceberg release policy
 # --------------------------------------------------------------------------------------------
 
-C, S, A, P, F = (
-    OrderState.CREATED,
-    OrderState.SUBMITTED,
-    OrderState.ACKNOWLEDGED,
-    OrderState.PARTIALLY_FILLED,
-    OrderState.FILLED,
-)
+def _sent(record) -> list[str]:
+    return [c.client_order_id for c in record.children if c.dispatched]
 
 
-@pytest.mark.parametrize(
-    ("states", "dispatched", "expected"),
-    [
-        ([C, C, C], None, 0),  # first slice goes first
-        ([S, C, C], None, None),  # one live slice at a time
-        ([A, C, C], None, None),
-        ([P, C, C], None, None),  # partially filled is still live
-        ([F, C, C], None, 1),  # previous filled → next
-        ([F, F, C], None, 2),
-        ([F, F, F], None, None),  # all done
-        ([F, OrderState.CANCELLED, C], None, None),  # ended unfilled → adjust/escape decide
-        ([F, OrderState.REJECTED, C], None, None),
-        ([C, C], [True, False], None),  # dispatched but not yet acked counts as live
-        ([F, C], [True, False], 1),
-        ([], None, None),
-    ],
-)
-def test_iceberg_next_release(states, dispatched, expected):
-    assert iceberg_next_release(states, dispatched) == expected
+@pytest.mark.parametrize("strategy", [SplitStrategy.ICEBERG, SplitStrategy.TWAP])
+def test_the_coordinator_follows_the_release_policy_not_the_strategy_name(strategy):
+    """A SEQUENTIAL plan goes out one child at a time, the next when the previous closes; the
+    coordinator reads the policy on SplitDone, whatever the strategy is called."""
+    from core.coordinator import decide
+    from schemas.enums import ExecutionMode, ReleasePolicy
+    from schemas.messages import ChildClosed, ChildFill, ExecutionCreated, PrecheckDone, SplitDone
+
+    intent = Intent(symbol="AAPL", side=Side.BUY, qty=D(30), order_type=OrderType.MARKET, strategy_id="s")
+    children = tuple(ChildOrder(client_order_id=f"c{i}", index=i, symbol="AAPL", side=Side.BUY, qty=D(10), order_type=OrderType.MARKET, scheduled_at=100.0) for i in range(3))
+    r = decide(None, ExecutionCreated(cid="x1", idempotency_key="ik", intent=intent, mode=ExecutionMode.PAPER), 100.0)
+    r = decide(r, PrecheckDone(cid="x1", step=1, passed=True, qty=D(30)), 100.0)
+    r = decide(r, SplitDone(cid="x1", step=2, strategy=strategy, children=children, release=ReleasePolicy.SEQUENTIAL), 100.0)
+    assert r.release is ReleasePolicy.SEQUENTIAL and _sent(r) == ["c0"]  # all due, one released
+    r = decide(r, ChildFill(cid="x1", client_order_id="c0", trade_id="t0", qty=D(10), price=D(1)), 101.0)
+    assert _sent(r) == ["c0", "c1"]  # filled → the next
+    r = decide(r, ChildClosed(cid="x1", client_order_id="c1", state=OrderState.CANCELLED), 102.0)
+    assert _sent(r) == ["c0", "c1", "c2"]  # closed unfilled → the next too
+    # the same children SCHEDULED (all due now): every one goes at once
+    r2 = decide(None, ExecutionCreated(cid="x2", idempotency_key="ik2", intent=intent, mode=ExecutionMode.PAPER), 100.0)
+    r2 = decide(r2, PrecheckDone(cid="x2", step=1, passed=True, qty=D(30)), 100.0)
+    r2 = decide(r2, SplitDone(cid="x2", step=2, strategy=strategy, children=children, release=ReleasePolicy.SCHEDULED), 100.0)
+    assert _sent(r2) == ["c0", "c1", "c2"]
 
 
-def test_iceberg_next_release_length_mismatch():
-    with pytest.raises(ValueError):
-        iceberg_next_release([C, C], [False])
+def test_every_strategy_is_registered_with_its_policy_and_needs():
+    from core.split import STRATEGIES, needs_profile
+    from schemas.enums import ReleasePolicy
+
+    assert set(STRATEGIES) == set(SplitStrategy) - {SplitStrategy.AUTO}
+    assert STRATEGIES[SplitStrategy.ICEBERG].release is ReleasePolicy.SEQUENTIAL
+    assert all(STRATEGIES[s].release is ReleasePolicy.SCHEDULED for s in (SplitStrategy.SINGLE, SplitStrategy.TWAP, SplitStrategy.VWAP))
+    assert needs_profile(SplitStrategy.VWAP) and not needs_profile(SplitStrategy.TWAP) and not needs_profile(SplitStrategy.AUTO)
+    assert plan(5000, split=SplitStrategy.ICEBERG).release is ReleasePolicy.SEQUENTIAL
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 from decimal import Decimal
 
 from bus.runtime import Delivery, Out, Retry
-from core.split import SplitConfig, plan_split
+from core.split import SplitConfig, needs_profile, plan_split
 from core.symbols import SymbolSpec
 from schemas.enums import ReasonCode, SplitStrategy
 from schemas.messages import SplitCommand, SplitDone
@@ -57,18 +57,18 @@ class SplitWorker(StageWorker):
         cmd: SplitCommand = command_of(d, SplitCommand)
         venue = self.venue.at(cmd.intent.venue)
         fresh, spec = self.specs.peek(cmd.intent.venue, cmd.intent.symbol)
-        vwap = cmd.intent.split is SplitStrategy.VWAP
+        profiled = needs_profile(cmd.intent.split)
         key = (venue.venue, cmd.intent.symbol)
-        if not fresh or (vwap and (self.profile_file or key not in self.profiles)):
+        if not fresh or (profiled and (self.profile_file or key not in self.profiles)):
             return self._handle_slow(cmd, venue)
-        return self._plan(cmd, spec, self.profiles.get(key) if vwap else None)
+        return self._plan(cmd, spec, self.profiles.get(key) if profiled else None)
 
     async def _handle_slow(self, cmd: SplitCommand, venue: VenueClient) -> list[Out]:
         try:
             spec = await self.specs.get(cmd.intent.venue, cmd.intent.symbol)
         except SpecsUnavailable:
             raise Retry("venue reference data unavailable", delay=0.5) from None
-        profile = await self._profile(venue, spec.symbol) if spec is not None and cmd.intent.split is SplitStrategy.VWAP else None
+        profile = await self._profile(venue, spec.symbol) if spec is not None and needs_profile(cmd.intent.split) else None
         return self._plan(cmd, spec, profile)
 
     def _plan(self, cmd: SplitCommand, spec: SymbolSpec | None, profile: tuple[Decimal, ...] | None) -> list[Out]:
@@ -78,5 +78,5 @@ class SplitWorker(StageWorker):
         else:
             plan = plan_split(cmd.intent, cmd.qty, cmd.idempotency_key, spec, self.config, cmd.issued_at or now, profile)
             detail = "" if plan.children else f"quantity {cmd.qty} is less than one lot ({spec.lot_size})"
-            fact = SplitDone(cid=cmd.cid, step=cmd.step, strategy=plan.strategy, children=plan.children, alerts=plan.alerts, reason_code=None if plan.children else ReasonCode.SPLIT_EMPTY, detail=detail, ts=now)
+            fact = SplitDone(cid=cmd.cid, step=cmd.step, strategy=plan.strategy, children=plan.children, alerts=plan.alerts, reason_code=None if plan.children else ReasonCode.SPLIT_EMPTY, detail=detail, release=plan.release, ts=now)
         return [self.fact(cmd.cid, fact, f"{cmd.cid}.split.{cmd.step}")]
