@@ -1,4 +1,4 @@
-"""AdaptiveAdjust decisions (seed 000, B7, reworked). Pure: quotes, round and time are arguments.
+"""AdaptiveAdjust decisions. Pure: quotes, round and time are arguments.
 
 :func:`decide_adjust` looks at the live children of one execution and answers one action:
 
@@ -26,7 +26,7 @@ brief's ``|new - arrival|`` would punish a passive order for moving *toward* arr
 74000 with arrival 75000 improving to 74100 is 1.2 % "away" but is not slippage at all). Without an
 arrival price the child's current price is the reference (the seed's measure). The worst child
 decides. Thresholds are strict (exactly 0.3 % does not warn) and are the ONE system-wide set from
-:mod:`core.guardrails` (B12: the seed used 0.3 % in its helper and 0.5 % for GR063 in adjust).
+:mod:`core.guardrails`.
 
 Differences from the seed: tick steps instead of a percentage step; a quote on the "wrong" side is
 not a GR063 (we simply do not move the price down); MARKET children are never re-priced.
@@ -34,7 +34,6 @@ not a GR063 (we simply do not move the price down); MARKET children are never re
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
@@ -42,14 +41,8 @@ import msgspec
 
 from core.guardrails import SLIPPAGE_MAX_PCT, SLIPPAGE_WARN_PCT, alert
 from core.symbols import round_to_tick
-from schemas.enums import AlertCode, ExecutionState, OrderType, Side
+from schemas.enums import AdjustAction, AlertCode, ExecutionState, OrderType, Side
 from schemas.messages import Alert, ChildOrder
-
-
-class AdjustAction(str, enum.Enum):
-    PRICE_IMPROVE = "PRICE_IMPROVE"
-    WAIT = "WAIT"
-    ESCAPE = "ESCAPE"
 
 
 class AdjustConfig(msgspec.Struct, frozen=True, kw_only=True):

@@ -23,7 +23,7 @@ from core.execution_fsm import STAGE_TIMEOUT_MS, is_terminal, timeout_target, tr
 from core.guardrails import alert as make_alert
 from core.order_fsm import ORDER_LIVE, ORDER_TERMINAL, InvalidOrderTransition, order_transition
 from schemas.codec import encode
-from schemas.enums import AlertCode, ErrorClass, ExecutionState as S, OrderState as O, ReasonCode, ReleasePolicy, SplitStrategy
+from schemas.enums import AdjustAction, AlertCode, ErrorClass, ExecutionState as S, OrderState as O, ReasonCode, ReleasePolicy, SplitStrategy, TimerKind
 from schemas.messages import (
     AdjustCommand,
     AdjustDone,
@@ -422,10 +422,10 @@ def _on_adjust_done(st: _Step, fact: AdjustDone) -> bool | None:
         c = _child(r, rep.client_order_id)
         if c is not None and c.state not in ORDER_TERMINAL:
             c.client_order_id, c.price, c.generation = rep.new_client_order_id, rep.new_price, rep.generation
-    if fact.action == "ESCAPE":
+    if fact.action == AdjustAction.ESCAPE:
         st.escape("adjustment limit reached", fact.reason_code or ReasonCode.SLIPPAGE_EXCEEDED)
     else:
-        st.move(S.MONITORING, fact.action)
+        st.move(S.MONITORING, AdjustAction(fact.action).value)
         _settle(st)
     return None
 
@@ -434,7 +434,7 @@ def _on_timer(st: _Step, fact: TimerFired) -> bool | None:
     r = st.r
     if is_terminal(r.state):
         return False
-    if fact.kind == "SCHEDULE":
+    if fact.kind == TimerKind.SCHEDULE:
         _dispatch_due(st)  # scheduled children only: no stage timeout is judged on this wake
         return None
     if r.deadline_at and st.now >= r.deadline_at:
@@ -550,9 +550,9 @@ def _on_stage_timeout(st: _Step) -> None:
 def _check_fill_delay(st: _Step) -> None:
     """GR064: a live child with no fill for fill_delay_warn_s — once per child."""
     r = st.r
-    warned = {a.message.split(" ")[0] for a in r.alerts if a.code is AlertCode.GR064}
     for c in r.children:
-        if c.state in ORDER_LIVE and c.filled_qty == 0 and c.sent_at and st.now - c.sent_at > st.cfg.fill_delay_warn_s and c.client_order_id not in warned:
+        if c.state in ORDER_LIVE and c.filled_qty == 0 and c.sent_at and st.now - c.sent_at > st.cfg.fill_delay_warn_s and not c.fill_delay_warned:
+            c.fill_delay_warned = True
             st.alert(AlertCode.GR064, "MONITORING", f"{c.client_order_id} has no fill after {st.now - c.sent_at:.0f}s")
 
 
@@ -572,8 +572,7 @@ def next_wake(r: ExecutionRecord, cfg: CoordinatorConfig = CoordinatorConfig()) 
     times = [r.deadline_at] if r.deadline_at else []
     if r.state in (S.SENDING, S.MONITORING, S.ADJUSTING) and r.release is not ReleasePolicy.SEQUENTIAL:
         times += [c.scheduled_at for c in r.children if not c.dispatched]
-    warned = {a.message.split(" ")[0] for a in r.alerts if a.code is AlertCode.GR064}
-    times += [c.sent_at + cfg.fill_delay_warn_s + 0.001 for c in r.children if c.state in ORDER_LIVE and c.filled_qty == 0 and c.sent_at and c.client_order_id not in warned]
+    times += [c.sent_at + cfg.fill_delay_warn_s + 0.001 for c in r.children if c.state in ORDER_LIVE and c.filled_qty == 0 and c.sent_at and not c.fill_delay_warned]
     return min(times) if times else None
 
 

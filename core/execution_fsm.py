@@ -1,7 +1,7 @@
 """The execution state machine of seed 000 (§3–4), as one explicit table.
 
 Any non-terminal state may also go to ESCAPING (the emergency rule). ESCAPING → ESCAPED only; an
-escape that cannot finish stays ESCAPING and is re-tried, never silently FAILED (seed quirk B12).
+escape that cannot finish stays ESCAPING and is re-tried, never silently FAILED.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Guardrail and fail-safe checks of seed 000 (B9), as small pure functions.
+"""Guardrail and fail-safe checks (FS090–FS095, GR060–GR064), as small pure functions.
 
 Each ``check_*`` returns an :class:`~schemas.messages.Alert` when its rule fires, else ``None``.
 Time is a parameter (``ts``, epoch seconds); nothing here reads a clock.
 
-Boundaries are the seed's (B9), with the B12 fixes applied:
+The boundaries (where they differ from the seed's: docs/seeds.md):
 
 * ONE slippage threshold set for the whole system: :data:`SLIPPAGE_WARN_PCT` (GR063, 0.3 %) and
   :data:`SLIPPAGE_MAX_PCT` (FS094, 0.5 %). :mod:`core.adjust` uses the same constants.
@@ -31,7 +31,7 @@ DAILY_TRADE_LIMIT = 100  # GR062
 FILL_DELAY_S = 30.0  # GR064
 
 #: Escape reasons that also raise FS095 ("suspend recommended"). The seed had SAFETY_FAIL and
-#: BROKER_DISCONNECT; ours names the venue, and adds lane overflow (C1: FS095 = P0 queue overflow)
+#: BROKER_DISCONNECT; ours names the venue, and adds lane overflow (FS095 also covers the lane's own overflow)
 #: and an operator HALT.
 FS095_REASONS: frozenset[str] = frozenset({"SAFETY_FAIL", "VENUE_DISCONNECT", "ESCAPE_LANE_OVERFLOW", "HALT"})
 

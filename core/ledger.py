@@ -1,65 +1,7 @@
-"""Pure ledger math: positions with VWAP accounting, fill dedupe, and the order ledger.
+"""The ledger model, pure: order-ledger entries and their history, fills, positions (volume-weighted
+entry, realized PnL on reductions and flips, unrealized PnL at a mark), the position invariant.
 
-No I/O, no clocks, no global state. Every function takes values and returns new values (the Structs
-are frozen); a worker owns the storage and the alerting.
-
-Positions (seed 002 A4, with its bugs fixed)
---------------------------------------------
-A :class:`Position` is keyed by ``(symbol, strategy_id)`` and holds a *signed* quantity (short < 0).
-
-* Average entry is volume weighted over the fills that opened or added to the position. It is derived
-  from the exact signed cost basis ``cost_basis`` (``avg_entry_price == cost_basis / qty``), so a partial
-  cover of a short can never corrupt it (seed A4's bug: SELL 2 @ 105, BUY 1 @ 100, SELL 1 @ 110 gave an
-  average of 2.5; here it is 107.5).
-* Every reduction realizes PnL on the closed quantity: ``(price - avg) * closed`` for a long,
-  ``(avg - price) * closed`` for a short. A fill that crosses zero (long <-> short) realizes on the part
-  that closes the old position and opens the rest at the fill price.
-* Fees never enter ``realized_pnl`` (seed convention, kept on purpose so realized PnL is a pure price
-  effect): they only reduce ``cash`` and accumulate in ``fees``. Net PnL = realized + unrealized - fees.
-  A negative fee (maker rebate) is accepted and works the same way.
-* Cash: BUY ``cash -= qty*price + fee``; SELL ``cash += qty*price - fee``.
-
-Arithmetic
-----------
-Additions and multiplications run in a private 100-digit context that *traps* rounding
-(:class:`LedgerPrecisionError`), so every sum in the ledger is exact and the invariants below are exact
-equalities, not tolerances. The only rounding is division (average entry, the cost released by a
-partial close, an order's average fill price): a quotient is rounded half-even to
-:data:`DIVISION_DIGITS` (34) significant digits, so ``210 / 2`` stays ``105`` and ``302 / 3`` becomes
-``100.6666666666666666666666666666667``. When a position is fully closed its whole cost basis is
-released, so no rounding residue outlives it.
-
-The invariant (``check_invariant``)
------------------------------------
-Let C0 = ``initial_cash``, C = ``cash``, F = ``fees``, R = ``realized_pnl``, K = ``cost_basis`` (signed
-cost of the open quantity: ``avg_entry * qty`` up to division rounding), B/S = ``bought_qty``/``sold_qty``,
-BN/SN = ``buy_notional``/``sell_notional``.
-
-1. ``qty == B - S``                                      (quantity is the sum of signed fills)
-2. ``C == C0 + SN - BN - F``                              (cash is the sum of the fills' cash legs)
-3. ``(C - C0) + F + K - R == 0``                          (VWAP conservation; with 2: ``R == SN - BN + K``)
-4. ``qty == 0`` => ``K == 0`` and ``avg == 0``; otherwise ``K`` has the sign of ``qty`` and
-   ``avg == K / qty`` (rounded as above), ``avg > 0``.
-5. ``B, S, BN, SN >= 0``; ``fills_applied >= 0``.
-
-Derivation of 3 (it is the hint "cash + qty*avg + fees - realized == 0" made exact, relative to C0):
-start flat, every term is 0. Opening/adding x @ p with fee f (signed direction s = +1 BUY / -1 SELL):
-cash changes by ``-s*x*p - f``, fees by ``+f``, K by ``+s*x*p``, R by 0: the sum is unchanged. Reducing by
-x: the open position releases cost ``k`` (``k = K*x/|qty|``, signed like K; all of K on a full close),
-cash changes by ``-s*x*p - f``, fees by ``+f``, K by ``-k``, and R by ``-s*x*p - k`` (which is
-``(p - avg)*x`` for a long, ``(avg - p)*x`` for a short): again unchanged. A flip is a full close followed
-by an open. Hence 3 holds after any sequence of fills, *whatever* the rounding of ``k``.
-
-Corollary ("position + cash = cumulative fills"): for any mark m, with the exact unrealized PnL
-``U* = qty*m - K``: ``R + U* == (C - C0) + F + qty*m``. :func:`unrealized_pnl` uses the seed's formula
-``(m - avg)*qty``, which differs from ``U*`` only by the rounding of ``avg`` (``|K - avg*qty| <= |qty| *
-0.5 ulp(avg)``, i.e. about ``|K| * 5e-34``).
-
-Fill dedupe (seed A9, stricter)
--------------------------------
-``FillKey`` is the venue trade id. :func:`book_apply` skips a repeated trade id whose payload is equal
-(field by field, Decimals compared by value: ``1.0 == 1``) and raises :class:`DuplicateFillConflict`,
-carrying both payloads, when the payload differs. The book is then unchanged (it is immutable anyway).
+The rules and the worked numbers: docs/ledger-model.md.
 """
 
 from __future__ import annotations

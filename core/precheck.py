@@ -1,4 +1,4 @@
-"""PRECHECK decisions (seed 000, B3, plus ours). Pure: every input is in the arguments.
+"""PRECHECK decisions. Pure: every input is in the arguments.
 
 :func:`run_precheck` runs the checks below in this order; the first failure wins. Alerts raised
 before a failure (GR061) are kept on the outcome.

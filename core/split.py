@@ -1,4 +1,4 @@
-"""Split planning: turn one intent into a schedule of child orders (seed 000, B4; VWAP from C1).
+"""Split planning: turn one intent into a schedule of child orders 
 
 Pure: no I/O, no clock, no randomness. ``now`` is a parameter, ids come from
 :func:`core.ids.client_order_id`, so a redelivered split command yields the identical plan and the
@@ -15,8 +15,8 @@ Strategies:
 * TWAP — ``n = min(twap_buckets, lots)`` equal buckets, the remainder spread one lot each over the
   first buckets, bucket ``i`` due at ``now + i × horizon / n``.
 * VWAP — buckets proportional to a volume profile (given, else :func:`u_shaped_profile`), rounded with
-  the **largest-remainder** method (seed C1 gives the whole rounding residue to the last bucket, which
-  can overload it; largest-remainder keeps every bucket within one lot of its exact share while the sum
+  the **largest-remainder** method (rather than giving the whole rounding residue to the last bucket, which
+  can overload it, largest-remainder keeps every bucket within one lot of its exact share while the sum
   stays exact). Zero-lot buckets are dropped but the others keep their bucket time.
 * ICEBERG — slices of ``visible = max(1, floor(lots × iceberg_visible_pct))`` lots, last one smaller,
   all due now, released SEQUENTIAL: the coordinator sends the next slice when the previous one
@@ -103,7 +103,7 @@ class SplitPlan(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def choose_strategy(intent: Intent, qty_lots: int, config: SplitConfig) -> SplitStrategy:
-    """The strategy for ``qty_lots`` lots (seed B4). An explicit ``intent.split`` wins over AUTO.
+    """The strategy for ``qty_lots`` lots. An explicit ``intent.split`` wins over AUTO.
 
     AUTO never picks VWAP: without a trusted volume profile it would only be a reshaped TWAP, so it
     must be asked for.

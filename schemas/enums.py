@@ -70,6 +70,21 @@ class SplitStrategy(str, enum.Enum):
     ICEBERG = "ICEBERG"
 
 
+class AdjustAction(str, enum.Enum):
+    """What an adjust round did: re-priced children, waited, or gave up (escape)."""
+
+    PRICE_IMPROVE = "PRICE_IMPROVE"
+    WAIT = "WAIT"
+    ESCAPE = "ESCAPE"
+
+
+class TimerKind(str, enum.Enum):
+    """WAKE judges everything due; SCHEDULE only sends scheduled children (the grace after a takeover)."""
+
+    WAKE = "WAKE"
+    SCHEDULE = "SCHEDULE"
+
+
 class ReleasePolicy(str, enum.Enum):
     """How a split's children go out: SCHEDULED at their times, or SEQUENTIAL (the next one when
     the previous closes, as an iceberg shows one slice at a time)."""

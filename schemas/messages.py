@@ -17,6 +17,7 @@ from decimal import Decimal
 import msgspec
 
 from schemas.enums import (
+    AdjustAction,
     AlertCode,
     ErrorClass,
     ExecutionMode,
@@ -29,6 +30,7 @@ from schemas.enums import (
     Severity,
     Side,
     SplitStrategy,
+    TimerKind,
     Urgency,
 )
 
@@ -216,7 +218,7 @@ class ChildReplaced(_Fact, tag="ChildReplaced"):
 class AdjustDone(_Fact, tag="AdjustDone"):
     step: int
     round: int
-    action: str  # PRICE_IMPROVE | WAIT | ESCAPE
+    action: AdjustAction
     replaced: tuple[ChildReplaced, ...] = ()
     alerts: tuple[Alert, ...] = ()
     reason_code: ReasonCode | None = None
@@ -226,8 +228,7 @@ class TimerFired(_Fact, tag="TimerFired"):
     """A coordinator deadline or schedule came due. ``step`` is the version it was armed for."""
 
     step: int
-    kind: str  # WAKE (everything due) | SCHEDULE (scheduled children only: during a restart grace)
-    client_order_id: str | None = None
+    kind: TimerKind = TimerKind.WAKE
 
 
 class EscapeStarted(_Fact, tag="EscapeStarted"):
@@ -323,6 +324,7 @@ class ChildRecord(msgspec.Struct, kw_only=True):
     acked_at: float = 0.0
     reason_code: ReasonCode | None = None
     venue: str = ""
+    fill_delay_warned: bool = False  # GR064 raised for it (once per child)
 
 
 class OutMsg(msgspec.Struct, frozen=True):

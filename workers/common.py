@@ -200,10 +200,6 @@ def route_refusal_for(venues, mode, venue: str | None) -> str | None:
     return route_refusal(mode, vid, venues.is_live(vid), live_switches(), venues.is_live(venues.default))
 
 
-def spec_from_info(info: SymbolInfo) -> SymbolSpec:
-    return SymbolSpec(symbol=info.symbol, reference_price=info.reference_price, lot_size=info.lot_size, tick_size=info.tick_size)
-
-
 class StageWorker(WorkerApp):
     """A stage worker's shape: it declares the adapters it reads, gets them wired here, and
     answers with facts on its execution's subject.

@@ -62,7 +62,7 @@ from core import paper_venue as venue_model
 from core.intake import IntentError, parse_intent
 from core.symbols import DEFAULT_SYMBOLS
 from schemas.codec import DecodeError, decode, decode_command, decode_escape, decode_fact
-from schemas.enums import ExecutionMode, OrderState, OrderType, ReasonCode, SafetyState, Side, SplitStrategy
+from schemas.enums import AdjustAction, TimerKind, ExecutionMode, OrderState, OrderType, ReasonCode, SafetyState, Side, SplitStrategy
 from schemas.messages import (
     AdjustCommand,
     ChildAccepted,
@@ -186,8 +186,8 @@ def facts(cid: str) -> list[msgspec.Struct]:
         ChildAccepted(cid=cid, client_order_id=CHILD.client_order_id, venue_order_id="V1", ts=1.0),
         ChildFill(cid=cid, client_order_id=CHILD.client_order_id, trade_id="T1", qty=Decimal(2), price=Decimal("190.01"), fee=Decimal("0.01"), ts=1.0),
         ChildClosed(cid=cid, client_order_id=CHILD.client_order_id, state=OrderState.CANCELLED, ts=1.0),
-        AdjustDone(cid=cid, step=5, round=1, action="WAIT", replaced=(ChildReplaced(cid=cid, client_order_id="c1", new_client_order_id="c1", new_price=Decimal("190.02"), generation=1),), ts=1.0),
-        TimerFired(cid=cid, step=3, kind="WAKE", ts=1.0),
+        AdjustDone(cid=cid, step=5, round=1, action=AdjustAction.WAIT, replaced=(ChildReplaced(cid=cid, client_order_id="c1", new_client_order_id="c1", new_price=Decimal("190.02"), generation=1),), ts=1.0),
+        TimerFired(cid=cid, step=3, kind=TimerKind.WAKE, ts=1.0),
         EscapeDone(cid=cid, reason="test", cancelled=("c1",), ts=1.0),
         StageFailed(cid=cid, stage="send", reason_code=ReasonCode.POISON_MESSAGE, ts=1.0),
     ]

@@ -14,7 +14,7 @@ from core import audit
 from core.coordinator import decide, decision_audit
 from core.ids import client_order_id, flatten_order_id
 from core.ledger import Fill, book_replay, check_invariant
-from schemas.enums import ExecutionMode, ExecutionState as S, OrderState as O, OrderType, ReasonCode, Side, SplitStrategy
+from schemas.enums import AdjustAction, TimerKind, ExecutionMode, ExecutionState as S, OrderState as O, OrderType, ReasonCode, Side, SplitStrategy
 from schemas.messages import (
     AdjustDone,
     ChildAccepted,
@@ -185,8 +185,8 @@ def test_adjust_round_reprice_is_audited_as_replacement():
     from schemas.messages import TimerFired
 
     # a fill timeout moves MONITORING -> ADJUSTING; AdjustDone re-prices and returns to MONITORING
-    facts.append(TimerFired(cid="xa", step=5, kind="WAKE"))
-    facts.append(AdjustDone(cid="xa", step=6, round=0, action="PRICE_IMPROVE", replaced=(ChildReplaced(cid="xa", client_order_id=c0, new_client_order_id=c0, new_price=D("190.02"), generation=1),)))
+    facts.append(TimerFired(cid="xa", step=5, kind=TimerKind.WAKE))
+    facts.append(AdjustDone(cid="xa", step=6, round=0, action=AdjustAction.PRICE_IMPROVE, replaced=(ChildReplaced(cid="xa", client_order_id=c0, new_client_order_id=c0, new_price=D("190.02"), generation=1),)))
     seqs = list(range(1, len(facts) + 1))
     times = [1000.0] * 4 + [1000.0 + 61, 1000.0 + 62]  # past the 60 s MONITORING timeout
     r = replay(zip(seqs, times, facts))

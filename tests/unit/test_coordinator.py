@@ -5,7 +5,7 @@ from decimal import Decimal
 from core.coordinator import CoordinatorConfig, decide, next_wake, to_result
 from core.ids import client_order_id
 from schemas.codec import decode
-from schemas.enums import AlertCode, ErrorClass, ExecutionMode, ExecutionState as S, OrderState as O, OrderType, ReasonCode, Side, SplitStrategy
+from schemas.enums import TimerKind, AlertCode, ErrorClass, ExecutionMode, ExecutionState as S, OrderState as O, OrderType, ReasonCode, Side, SplitStrategy
 from schemas.messages import (
     ChildAccepted,
     ChildClosed,
@@ -126,8 +126,8 @@ def test_twap_children_go_out_on_schedule_via_timer():
     assert [c.dispatched for c in r.children] == [True, False]
     r = run([ChildAccepted(cid=CID, client_order_id=kids[0].client_order_id, venue_order_id="V")], record=r)
     assert r.state is S.MONITORING and next_wake(r) == T0 + 10
-    assert decide(r, TimerFired(cid=CID, step=r.version, kind="WAKE"), T0 + 5) is None  # nothing due yet
-    r2 = decide(r, TimerFired(cid=CID, step=r.version, kind="WAKE"), T0 + 10)
+    assert decide(r, TimerFired(cid=CID, step=r.version, kind=TimerKind.WAKE), T0 + 5) is None  # nothing due yet
+    r2 = decide(r, TimerFired(cid=CID, step=r.version, kind=TimerKind.WAKE), T0 + 10)
     assert [c.dispatched for c in r2.children] == [True, True]
     assert [c.child.index for _, c in commands(r2)] == [1]
 
@@ -144,10 +144,10 @@ def test_monitoring_timeout_goes_adjusting_with_fs093_then_escape():
     r = started((child(0, otype=OrderType.LIMIT, price=Decimal("1.00")),))
     r = run([ChildAccepted(cid=CID, client_order_id=r.children[0].client_order_id, venue_order_id="V")], record=r)
     assert r.state is S.MONITORING
-    r = decide(r, TimerFired(cid=CID, step=r.version, kind="WAKE"), r.deadline_at)
+    r = decide(r, TimerFired(cid=CID, step=r.version, kind=TimerKind.WAKE), r.deadline_at)
     assert r.state is S.ADJUSTING and AlertCode.FS093 in to_result(r).alerts
     assert commands(r)[0][0] == f"exec.cmd.adjust.{CID}"
-    r = decide(r, TimerFired(cid=CID, step=r.version, kind="WAKE"), r.deadline_at)
+    r = decide(r, TimerFired(cid=CID, step=r.version, kind=TimerKind.WAKE), r.deadline_at)
     assert r.state is S.ESCAPING
 
 
@@ -156,7 +156,7 @@ def test_stale_timeout_is_ignored():
     old_deadline = r.deadline_at
     r = run([ChildAccepted(cid=CID, client_order_id=r.children[0].client_order_id, venue_order_id="V")], record=r)
     assert r.state is S.MONITORING and r.deadline_at > old_deadline
-    assert decide(r, TimerFired(cid=CID, step=1, kind="WAKE"), old_deadline + 0.1) is None
+    assert decide(r, TimerFired(cid=CID, step=1, kind=TimerKind.WAKE), old_deadline + 0.1) is None
 
 
 def test_escape_ends_escaped_when_every_child_is_cancelled():
@@ -190,9 +190,9 @@ def test_gr064_once_per_silent_child():
     r = started()
     r = run([ChildAccepted(cid=CID, client_order_id=r.children[0].client_order_id, venue_order_id="V")], record=r)
     cfg = CoordinatorConfig(fill_delay_warn_s=30)
-    r = decide(r, TimerFired(cid=CID, step=r.version, kind="WAKE"), T0 + 31, cfg)
+    r = decide(r, TimerFired(cid=CID, step=r.version, kind=TimerKind.WAKE), T0 + 31, cfg)
     assert [a.code for a in r.alerts].count(AlertCode.GR064) == 1
-    assert decide(r, TimerFired(cid=CID, step=r.version, kind="WAKE"), T0 + 40, cfg) is None
+    assert decide(r, TimerFired(cid=CID, step=r.version, kind=TimerKind.WAKE), T0 + 40, cfg) is None
 
 
 def test_schedule_wake_sends_due_children_but_judges_no_timeout():
@@ -200,9 +200,9 @@ def test_schedule_wake_sends_due_children_but_judges_no_timeout():
     r = started(kids, SplitStrategy.TWAP)
     r = run([ChildAccepted(cid=CID, client_order_id=kids[0].client_order_id, venue_order_id="V")], record=r)
     late = r.deadline_at + 100  # way past the MONITORING deadline and the second child's time
-    r2 = decide(r, TimerFired(cid=CID, step=r.version, kind="SCHEDULE"), late)
+    r2 = decide(r, TimerFired(cid=CID, step=r.version, kind=TimerKind.SCHEDULE), late)
     assert r2.state is S.MONITORING and [c.dispatched for c in r2.children] == [True, True]
-    r3 = decide(r2, TimerFired(cid=CID, step=r2.version, kind="WAKE"), late)
+    r3 = decide(r2, TimerFired(cid=CID, step=r2.version, kind=TimerKind.WAKE), late)
     assert r3.state is S.ADJUSTING  # the full wake judges the timeout
 
 
@@ -211,6 +211,6 @@ def test_monitoring_deadline_starts_after_the_last_scheduled_child():
     r = started(kids, SplitStrategy.TWAP)
     r = run([ChildAccepted(cid=CID, client_order_id=kids[0].client_order_id, venue_order_id="V")], record=r)
     assert r.state is S.MONITORING and r.deadline_at == T0 + 600 + 60
-    mid = decide(r, TimerFired(cid=CID, step=r.version, kind="WAKE"), T0 + 120)
+    mid = decide(r, TimerFired(cid=CID, step=r.version, kind=TimerKind.WAKE), T0 + 120)
     assert mid.state is S.MONITORING  # no fill timeout mid-schedule (only GR064 for the silent child)
     assert AlertCode.FS093 not in to_result(mid).alerts and AlertCode.GR064 in to_result(mid).alerts

@@ -64,7 +64,7 @@ class AdjustWorker(StageWorker):
             cid=cmd.cid,
             step=cmd.step,
             round=cmd.round,
-            action=action.value,
+            action=action,
             replaced=tuple(replaced),
             alerts=decision.alerts,
             reason_code=ReasonCode.SLIPPAGE_EXCEEDED if action is AdjustAction.ESCAPE else None,

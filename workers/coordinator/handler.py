@@ -52,7 +52,7 @@ from core.admission import REPORT_EVERY_S, LoadReport, lag_pressure, stage_press
 from core.coordinator import CoordinatorConfig, decide, decision_audit, next_wake, schedule_due
 from core.execution_fsm import is_terminal
 from schemas.codec import decode, decode_fact, encode
-from schemas.enums import ExecutionState as S, ReasonCode
+from schemas.enums import ExecutionState as S, ReasonCode, TimerKind
 from schemas.messages import Checkpoint, ExecutionCreated, ExecutionRecord, IntentRejected, OutboxEntry, OutMsg, PartitionProbe, TimerFired
 from workers.coordinator.snapshots import PartitionState, SnapshotWriter
 
@@ -385,12 +385,12 @@ class CoordinatorWorker(WorkerApp):
             record = self.records.get(cid)
             if record is None or is_terminal(record.state):
                 continue
-            kind = "WAKE"
+            kind = TimerKind.WAKE
             grace_until = self.parts[partition_of(cid)].grace_until
             if time.time() < grace_until:
                 # Just taken over: scheduled children still go out on time ("SCHEDULE" judges no
                 # stage deadline); the full wake comes when the grace ends.
-                kind = "SCHEDULE"
+                kind = TimerKind.SCHEDULE
                 self.wake_at[cid] = grace_until
                 heapq.heappush(self.timers, (grace_until, cid))
                 if not schedule_due(record, time.time()):
@@ -399,7 +399,7 @@ class CoordinatorWorker(WorkerApp):
             # No incoming message here: publish under the execution's stored trace context.
             headers = {"traceparent": record.trace_parent} if record.trace_parent else None
             try:
-                await self.publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.{'timer' if kind == 'WAKE' else 'sched'}.{record.version}.{int(due * 1000)}", headers)
+                await self.publisher.publish_one(evt_subject(cid), encode(fact), f"{cid}.{'timer' if kind is TimerKind.WAKE else 'sched'}.{record.version}.{int(due * 1000)}", headers)
             except Exception:
                 log.warning("timer publish failed for %s; retrying", cid)
                 self.wake_at[cid] = time.time() + 0.5

@@ -27,7 +27,7 @@ from bus.runtime import Delivery, Out, Retry
 from bus.topology import evt_subject, report_subject
 from core.retry import RetryPolicy, tenacity_kwargs
 from schemas.codec import encode
-from schemas.enums import ErrorClass, ExecutionMode, ReasonCode
+from schemas.enums import ErrorClass, ExecutionMode, OrderState, ReasonCode
 from schemas.messages import ChildAccepted, ChildRejected, SendCommand
 from schemas.venue import ExecutionReport, NewOrder, OrderAck
 from workers.common import StageWorker, VenueClient, VenueUnavailable, command_of, route_refusal_for
@@ -112,14 +112,14 @@ class SendWorker(StageWorker):
             # The previous attempt (here, or before a crash/redelivery) may have reached the venue.
             status = await venue.query(order.client_order_id)
             if status.found:
-                return OrderAck(accepted=status.state is not None and status.state.value not in ("REJECTED",), client_order_id=order.client_order_id, venue_order_id=status.venue_order_id, reject_reason="" if status.state and status.state.value != "REJECTED" else "rejected earlier")
+                return OrderAck(accepted=status.state is not None and status.state is not OrderState.REJECTED, client_order_id=order.client_order_id, venue_order_id=status.venue_order_id, reject_reason="" if status.state and status.state is not OrderState.REJECTED else "rejected earlier")
         if self.safety.is_halted(order.cid):
             return OrderAck(accepted=False, client_order_id=order.client_order_id, reject_reason="escape fence set", reason_code=ReasonCode.HALTED, error_class=ErrorClass.NON_RETRYABLE)
         ack = await venue.call("new", order, OrderAck)  # a CLIENT span + jetexec_venue_call_seconds
         if ack.reason_code is ReasonCode.DUPLICATE_CLIENT_ORDER_ID:
             # We sent it before (an ack lost on the way back): the venue has it, so it is ours.
             status = await venue.query(order.client_order_id)
-            if status.found and status.state is not None and status.state.value != "REJECTED":
+            if status.found and status.state is not None and status.state is not OrderState.REJECTED:
                 return OrderAck(accepted=True, client_order_id=order.client_order_id, venue_order_id=status.venue_order_id)
         if not ack.accepted and ack.error_class is ErrorClass.RETRYABLE:
             raise _RetryableReject(ack)
