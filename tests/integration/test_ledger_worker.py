@@ -32,7 +32,7 @@ from tests.conftest import wait_for
 from workers import load_worker
 from workers.ledger import query, store
 from workers.ledger.handler import LedgerWorker
-from workers.ledger.state import PositionSlot, TailFill, new_slot
+from core.ledger_fold import PositionSlot, TailFill, new_slot
 from workers.paper_exchange.handler import PaperExchangeWorker
 
 PY = sys.executable
@@ -130,9 +130,11 @@ async def test_audit_exactly_once_and_replay_equals_live_across_sigkill(server, 
     proc = start_ledger(srv.url, log)
     try:
         async def progressed():
-            return (await js.consumer_info("EXEC_EVT", "ledger")).ack_floor.stream_seq >= total // 4
+            # a quarter through, with facts in flight (delivered, folded, not yet acked) to lose
+            info = await js.consumer_info("EXEC_EVT", "ledger")
+            return info.ack_floor.stream_seq >= total // 4 and info.num_ack_pending > 0
 
-        await wait_for(progressed, timeout=30, interval=0.005, what="ledger a quarter through")
+        await wait_for(progressed, timeout=30, interval=0.005, what="ledger a quarter through, facts in flight")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         at_kill = await js.consumer_info("EXEC_EVT", "ledger")

@@ -30,7 +30,7 @@ from schemas.messages import (
     PrecheckDone,
     SplitDone,
 )
-from workers.ledger.state import decode_for, new_slot, replay, replay_positions, slot_compact, slot_insert, slot_position
+from core.ledger_fold import decode_for, new_slot, replay, replay_positions, slot_compact, slot_insert, slot_position
 
 
 def execution(cid, key, *, symbol="AAPL", side=Side.BUY, qty=D(10), strategy="s1", fills=((D(4), D("190.01")), (D(6), D("190.02"))), t=1000.0, order_type=OrderType.MARKET, close=None):

@@ -1,38 +1,36 @@
 """Ledger — order ledger, position ledger, audit log, reconciliation, market capture for TCA.
 
-Consumes:  ``exec.evt.<cid>`` (every fact; durable consumer ``ledger`` on ``EXEC_EVT``).
-Publishes: ``exec.audit.<cid>`` audit entries (stream ``AUDIT``; ``exec.audit.system`` for entries of
-           no execution), ``Nats-Msg-Id = audit.<source>.<n>`` with ``source = evt:<fact stream seq>``;
-           back-filled ``ChildFill`` facts (reconciliation, id ``<cid>.fill.<trade id>`` — the
-           monitor's own id, so a late original and the back-fill de-duplicate).
-Reads:     KV ``SAFETY`` (watch: halt / resume / mode / fences → OPERATOR_ACTION entries, exactly
-           once by KV revision), ``venue.md.<symbol>`` quotes (marks, mid history), the venue
-           (``venue.api.query``/``stats``; ``fills``/``tape`` when served).
+Consumes:  ``exec.evt.>`` (every stored fact; durable consumer ``ledger`` on ``EXEC_EVT``).
+Publishes: ``exec.audit.<cid>`` order events and ledger alerts (stream ``AUDIT``; ``exec.audit.system``
+           for entries of no execution), ``Nats-Msg-Id = audit.<source>.<n>`` with
+           ``source = evt:<fact stream seq>``; back-filled ``ChildFill`` facts (reconciliation, id
+           ``<cid>.fill.<trade id>`` — the monitor's own id, so a late original and the back-fill
+           de-duplicate).
+Reads:     ``exec.result.<cid>`` (an execution ended: :mod:`workers.ledger.capture`), KV ``SAFETY``
+           (operator actions: :mod:`workers.ledger.safety_audit`), ``venue.md.<symbol>`` quotes
+           (marks, mid history), each order's venue (recon, TCA: :mod:`workers.ledger.recon`).
 State:     KV ``LEDGER`` (see :mod:`workers.ledger.store`): ``x.<cid>``, ``pbook.*``/``pos.*``, ``mkt.<cid>``.
-Config:    ``JETEXEC_COORDINATOR_CONFIG`` (the same as the coordinator's: the ledger re-runs its
-           decisions), ``JETEXEC_RECON_INTERVAL_S`` (30; 0 = off), ``JETEXEC_SNAPSHOT_INTERVAL_S``
-           (60; 0 = off), ``JETEXEC_RECON_GRACE_S`` (2).
+Config:    ``JETEXEC_RECON_INTERVAL_S`` (30; 0 = off), ``JETEXEC_SNAPSHOT_INTERVAL_S`` (60; 0 = off),
+           ``JETEXEC_RECON_GRACE_S`` (2).
 
-Per fact (see :mod:`workers.ledger.state` for the fold):
+Per fact (the fold is :mod:`core.ledger_fold`, pure), in the runtime's batched path:
 
-1. Load the execution's state. A fact at or below its ``last_seq`` was applied: publish its stored
-   audit messages again (if still kept) and ack — the ids make it a no-op for the server.
-2. **Gap fill.** Facts of one cid must be folded in stream order, but after a crash JetStream
-   redelivers the dead process's in-flight facts only after ``ack_wait`` — newer facts first — and a
-   retried fact is overtaken by the next one. So before applying fact S, read the cid's facts between
-   ``last_seq`` and S straight from the stream (``next_by_subj``) and apply them first. Their own
-   later deliveries are then no-ops.
-3. Fold each (pure), book its fill in the position slot (stream-seq ordered; invariant checked after
-   every update — a breach is an ``ALERT`` entry), persist ``pbook``/``pos`` then ``x.<cid>``
-   (positions first: a redelivered fill is recognised by its trade id in the slot's tail).
-4. Return the audit messages; the runtime publishes them and acks.
+1. The execution's state from memory (or KV on a miss). A fact at or below its ``last_seq`` was
+   applied: publish its stored audit messages again (if still kept) — the ids make it a no-op.
+2. **Gap fill**, only after a failure (a restarted process with facts in flight, a redelivery):
+   facts of one cid must be folded in stream order, but JetStream redelivers a dead process's
+   in-flight facts after newer ones. So the cid's facts between ``last_seq`` and this one are read
+   straight from the stream and folded first; their own later deliveries are no-ops.
+3. Fold (pure), book each fill in its position slot (stream-seq ordered; the invariant is checked
+   after every update — a breach is an ``ALERT`` entry).
+4. The audit messages are the outputs; the runtime publishes them, then — :meth:`before_ack` —
+   the changed states and slots are written (gathered for up to ``FLUSH_S``), then the facts are acked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
 import json
 import logging
 import os
@@ -43,15 +41,18 @@ import msgspec
 from nats.js.errors import KeyNotFoundError
 
 from bus.runtime import Delivery, Out, Poison, WorkerApp
-from bus.topology import CONSUMERS, KV_LEDGER, KV_SAFETY, audit_subject, evt_stored, result_subject
+from bus.topology import CONSUMERS, KV_LEDGER, audit_subject, evt_stored, result_subject
 from core import audit
 from core.ledger import LedgerPrecisionError, Position, PositionBook, apply_fill, check_invariant, snapshot
 from schemas.codec import decode, encode, is_id
 from schemas.enums import ReasonCode
-from schemas.messages import ExecutionResult, OutMsg, PartitionProbe
+from schemas.messages import OutMsg, PartitionProbe
 from workers.ledger import market as mkt
-from workers.ledger import store, venue_ops
-from workers.ledger.state import CidState, OutboxItem, PositionSlot, apply_fact, apply_undecodable, decode_for, new_slot, slot_compact, slot_insert, slot_position
+from workers.ledger.capture import MarketCapture
+from workers.ledger.recon import Reconciler, take_snapshot
+from workers.ledger.safety_audit import SafetyAuditor
+from workers.ledger import store
+from core.ledger_fold import CidState, OutboxItem, PositionSlot, apply_fact, apply_undecodable, decode_for, new_slot, slot_compact, slot_insert, slot_position
 
 log = logging.getLogger("jetexec.ledger")
 
@@ -60,8 +61,6 @@ FLUSH_EARLY_AT = 500  # ... or as soon as this many executions wait to be writte
 CACHE_MAX = 2000  # states of recent executions; older ones reload from KV (memory stays flat)
 OUTBOX_KEEP_MAX = 256
 GAP_CHECK_S = 2 * CONSUMERS["ledger"].ack_wait_s  # covers a dead process's redeliveries
-CAPTURE_DELAY_S = 1.5
-CAPTURE_PAD_S = 1.0
 
 
 class _FactType(msgspec.Struct):
@@ -113,22 +112,21 @@ class LedgerWorker(WorkerApp):
         self.slots: dict[tuple[str, str], PositionSlot] = {}
         self.current: dict[tuple[str, str], Position] = {}
         self.ack_floor = 0
-        self.captures: list[tuple[float, str, float]] = []
         self.dirty_states: dict[str, CidState] = {}
         self.dirty_slots: set[tuple[str, str]] = set()
         self.applied_version = 0
         self.flushed_version = 0
         self.flush_task: asyncio.Future | None = None
-        self.capture_event = asyncio.Event()
         self.applied_facts = 0
         self.market = mkt.MarketRecorder()
         await self.market.start(self.nc)
         await self._load_slots()
         await self._refresh_ack_floor()
         self.background.append(asyncio.create_task(self._floor_loop()))
-        self.background.append(asyncio.create_task(self._safety_loop()))
-        self.background.append(asyncio.create_task(self._capture_loop()))
-        await self.nc.subscribe(result_subject("*"), cb=self._on_result)
+        self.background.append(asyncio.create_task(SafetyAuditor(self.js, self.kv, self.publisher).run()))
+        self.capture = MarketCapture(self.nc, self.kv, self.market, self._state)
+        self.background.append(asyncio.create_task(self.capture.run()))
+        await self.nc.subscribe(result_subject("*"), cb=self.capture.on_result)
         if self.recon_interval_s > 0:
             self.background.append(asyncio.create_task(self._recon_loop()))
         if self.snapshot_interval_s > 0:
@@ -360,104 +358,8 @@ class LedgerWorker(WorkerApp):
         m = audit_out(e)
         await self.publisher.publish_one(m.subject, m.data, m.msg_id)
 
-    # ---- operator actions: KV SAFETY ---------------------------------------------------------
-    async def _safety_loop(self) -> None:
-        while True:
-            try:
-                await self._watch_safety()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("SAFETY watch failed; restarting it")
-            await asyncio.sleep(1.0)
-
-    async def _watch_safety(self) -> None:
-        safety = await self.js.key_value(KV_SAFETY)
-        try:
-            hwm = json.loads((await self.kv.get("hwm.safety")).value)
-        except (KeyNotFoundError, Exception):
-            hwm = {"revision": 0, "values": {}}
-        values: dict[str, str | None] = dict(hwm.get("values", {}))
-        watcher = await safety.watchall(include_history=True)
-        try:
-            while True:
-                try:
-                    entry = await watcher.updates(timeout=5.0)
-                except Exception:
-                    continue
-                if entry is None:
-                    continue
-                op = str(entry.operation or "").upper()
-                deleted = op.endswith(("DEL", "PURGE"))
-                value = None if deleted or entry.value is None else entry.value.decode(errors="replace")
-                if entry.revision is None or entry.revision <= hwm["revision"]:
-                    continue
-                created = entry.created.timestamp() if hasattr(entry.created, "timestamp") else time.time()
-                entries = audit.numbered(audit.safety_entries(entry.key, value, values.get(entry.key), deleted, created), f"safety:{entry.revision}")
-                msgs = [audit_out(e) for e in entries]
-                if msgs:
-                    await self.publisher.publish([Out(m.subject, m.data, m.msg_id) for m in msgs])
-                values[entry.key] = value
-                hwm = {"revision": entry.revision, "values": values}
-                await self.kv.put("hwm.safety", json.dumps(hwm).encode())
-        finally:
-            try:
-                await watcher.stop()
-            except Exception:
-                pass
-
-    # ---- market capture for TCA --------------------------------------------------------------
-    async def _on_result(self, msg) -> None:
-        """An execution ended (the coordinator's ``exec.result.<cid>``): capture its market data soon."""
-        try:
-            result = decode(msg.data, ExecutionResult)
-        except Exception:
-            return
-        if result.symbol is None or time.time() - result.updated_at > mkt.HISTORY_S:
-            return  # rejected at intake, or long ago: nothing recorded any more
-        heapq.heappush(self.captures, (time.time() + CAPTURE_DELAY_S, result.correlation_id, result.updated_at))
-        self.capture_event.set()
-
-    async def _capture_loop(self) -> None:
-        while True:
-            if not self.captures:
-                self.capture_event.clear()
-                await self.capture_event.wait()
-                continue
-            due, cid, completed_at = self.captures[0]
-            if due > time.time():
-                self.capture_event.clear()
-                try:
-                    await asyncio.wait_for(self.capture_event.wait(), due - time.time())
-                except asyncio.TimeoutError:
-                    pass
-                continue
-            heapq.heappop(self.captures)
-            try:
-                await self.capture(cid, completed_at)
-            except Exception:
-                log.exception("market capture failed for %s", cid)
-
-    async def capture(self, cid: str, completed_at: float = 0.0) -> dict | None:
-        st = await self._state(cid)
-        if st is None or st.symbol is None:
-            return None
-        end = completed_at or time.time()
-        t0 = st.created_ts - CAPTURE_PAD_S
-        t1 = end + CAPTURE_PAD_S
-        try:
-            tape = await venue_ops.tape(self.nc, st.symbol, st.created_ts, end, venue=st.venue or None)
-        except venue_ops.OpUnavailable:
-            tape = None
-        doc = mkt.capture(self.market, st.symbol, t0, t1, tape)
-        doc["cid"] = cid
-        await self.kv.put(store.mkt_key(cid), json.dumps(doc).encode())
-        return doc
-
     # ---- reconciliation and snapshots ----------------------------------------------------------
     async def _recon_loop(self) -> None:
-        from workers.ledger.recon import Reconciler
-
         await asyncio.sleep(min(5.0, self.recon_interval_s))  # startup recon, once caught up a little
         while True:
             try:
@@ -469,8 +371,6 @@ class LedgerWorker(WorkerApp):
             await asyncio.sleep(self.recon_interval_s)
 
     async def _snapshot_loop(self) -> None:
-        from workers.ledger.recon import take_snapshot
-
         while True:
             await asyncio.sleep(self.snapshot_interval_s)
             try:

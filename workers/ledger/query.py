@@ -22,7 +22,7 @@ from core.ledger import OrderLedgerEntry, Position, PositionBook, snapshot
 from schemas.codec import decode
 from schemas.messages import ExecutionRecord
 from workers.ledger import store
-from workers.ledger.state import CidState, PositionSlot, Replay, decode_for, replay, replay_positions, slot_position
+from core.ledger_fold import CidState, PositionSlot, Replay, decode_for, replay, replay_positions, slot_position
 
 
 async def audit_entries(nc: Client, correlation_id: str | None = None, since: float | None = None) -> list[audit.AuditEntry]:
@@ -113,7 +113,7 @@ async def orders(nc: Client) -> list[OrderLedgerEntry]:
 
 async def facts(nc: Client, cid: str | None = None) -> list[tuple[int, float, object]]:
     """``(seq, stream ts, fact)`` of EXEC_EVT in stream order; an undecodable fact is
-    ``(cid, detail)`` (what :func:`workers.ledger.state.replay` expects)."""
+    ``(cid, detail)`` (what :func:`core.ledger_fold.replay` expects)."""
     out: list[tuple[int, float, object]] = []
     async for m in store.read_stream(nc, store.EVT_STREAM, evt_stored(cid) if cid else EVT_ALL):
         out.append((m.seq, m.ts, decode_for(m.subject.rsplit(".", 1)[-1], m.data)))

@@ -36,7 +36,7 @@ from schemas.codec import encode
 from schemas.messages import ChildClosed, ChildFill
 from bus.venue_client import venues_from_env
 from workers.ledger import query, store, venue_ops
-from workers.ledger.state import CidState
+from core.ledger_fold import CidState
 
 DEFAULT_LOOKBACK_S = 7200.0
 CONCURRENCY = 16

@@ -5,7 +5,7 @@ KV ``LEDGER`` keys (one writer: the ledger worker; anyone may read):
 * ``pos.<symbol>.<strategy_id>`` — the public position JSON (``qty`` etc. as decimal strings; the
   precheck worker reads ``qty``). Characters a KV key cannot hold are replaced (:func:`key_part`).
 * ``pbook.<symbol>.<strategy_id>`` — the position slot (base + seq-ordered tail), the source of truth.
-* ``x.<cid>`` — one execution's :class:`workers.ledger.state.CidState` (order ledger, fills, record copy).
+* ``x.<cid>`` — one execution's :class:`core.ledger_fold.CidState` (order ledger, fills, record copy).
 * ``mkt.<cid>`` — market data captured for TCA when the execution ended (mids, venue tape VWAP).
 * ``hwm.safety`` — the last KV ``SAFETY`` revision audited; ``recon.issues`` / ``recon.last`` /
   ``snap.latest`` — reconciliation state and the latest snapshot.

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.tca import MarketWindow, TcaChild, TcaExecution, TcaFill
 from schemas.enums import ExecutionState, OrderState
-from workers.ledger.state import CidState
+from core.ledger_fold import CidState
 
 IOC_PREFIX = "IOC remainder"
 
