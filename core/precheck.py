@@ -45,7 +45,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Callable
 from decimal import Decimal
+from typing import NamedTuple
 
 import msgspec
 
@@ -163,113 +165,146 @@ def _position_ok(position: Decimal, signed_qty: Decimal, max_pos: Decimal) -> bo
     return same_side and abs(new) < abs(position)
 
 
+class Failure(NamedTuple):
+    """Why a check refused the intent: the reason code, a sentence, and the alert it raises (if any)."""
+
+    code: ReasonCode
+    detail: str
+    alert: Alert | None = None
+
+
+Check = Callable[[Intent, Decimal, PrecheckContext, PrecheckConfig], "Failure | None"]
+
+
 def run_precheck(intent: Intent, ctx: PrecheckContext, config: PrecheckConfig | None = None) -> PrecheckOutcome:
+    """The checks in order; the first failure wins. Capital (GR061) may reduce the quantity the
+    later checks see; its alert stays on the outcome whatever follows."""
     cfg = config if config is not None else PrecheckConfig()
     qty = intent.qty
     alerts: list[Alert] = []
 
-    def fail(code: ReasonCode, detail: str, extra: Alert | None = None) -> PrecheckOutcome:
-        if extra is not None:
-            alerts.append(extra)
-        return PrecheckOutcome(passed=False, reason_code=code, detail=detail, qty=qty, alerts=tuple(alerts))
+    def outcome(failure: Failure) -> PrecheckOutcome:
+        extra = (failure.alert,) if failure.alert is not None else ()
+        return PrecheckOutcome(passed=False, reason_code=failure.code, detail=failure.detail, qty=qty, alerts=(*alerts, *extra))
 
-    # 0) execution mode governance
+    for check in (check_mode, check_safety, check_position):
+        if (failure := check(intent, qty, ctx, cfg)) is not None:
+            return outcome(failure)
+    qty, reduced, failure = check_capital(intent, qty, ctx, cfg)
+    if failure is not None:
+        return outcome(failure)
+    if reduced is not None:
+        alerts.append(reduced)
+    for check in (check_venue, check_symbol, check_daily_limits, check_price_collar, check_risk_block):
+        if (failure := check(intent, qty, ctx, cfg)) is not None:
+            return outcome(failure)
+    if ctx.risk.decision is RiskDecision.PAUSE:
+        return PrecheckOutcome(passed=False, reason_code=None, detail=ctx.risk.reason, qty=qty, alerts=tuple(alerts), pause=True)
+    return PrecheckOutcome(passed=True, reason_code=None, detail="", qty=qty, alerts=tuple(alerts))
+
+
+def check_mode(intent: Intent, qty: Decimal, ctx: PrecheckContext, cfg: PrecheckConfig) -> Failure | None:
+    """0) execution mode governance: LIVE needs both switches and a live venue."""
     if ctx.mode is ExecutionMode.LIVE and not (ctx.live_switches[0] and ctx.live_switches[1]):
-        return fail(ReasonCode.POLICY_LIVE_NOT_ENABLED, LIVE_NOT_ENABLED_DETAIL)
+        return Failure(ReasonCode.POLICY_LIVE_NOT_ENABLED, LIVE_NOT_ENABLED_DETAIL)
     if ctx.mode is ExecutionMode.LIVE and not ctx.live_venue:
-        return fail(ReasonCode.POLICY_LIVE_NOT_ENABLED, LIVE_NO_VENUE_DETAIL)
+        return Failure(ReasonCode.POLICY_LIVE_NOT_ENABLED, LIVE_NO_VENUE_DETAIL)
+    return None
 
-    # 1) safety state
+
+def check_safety(intent: Intent, qty: Decimal, ctx: PrecheckContext, cfg: PrecheckConfig) -> Failure | None:
+    """1) safety state: FAIL or LOCKDOWN blocks new executions (FS090)."""
     if ctx.safety_state in (SafetyState.FAIL, SafetyState.LOCKDOWN):
         msg = f"safety state {ctx.safety_state.value} blocks new executions"
-        return fail(ReasonCode.SAFETY_BLOCKED, msg, alert(AlertCode.FS090, _STAGE, msg, ctx.now))
+        return Failure(ReasonCode.SAFETY_BLOCKED, msg, alert(AlertCode.FS090, _STAGE, msg, ctx.now))
+    return None
 
-    # 2) position limit
+
+def check_position(intent: Intent, qty: Decimal, ctx: PrecheckContext, cfg: PrecheckConfig) -> Failure | None:
+    """2) position limit: |position after the trade| within the symbol's (or strategy's) maximum."""
     max_pos = cfg.max_position_for(intent.symbol, intent.strategy_id)
     signed = qty * intent.side.sign
-    if not _position_ok(ctx.position_qty, signed, max_pos):
-        return fail(
-            ReasonCode.POSITION_LIMIT_EXCEEDED,
-            f"position {ctx.position_qty} after {intent.side.value} {qty} would be {ctx.position_qty + signed}:"
-            f" exceeds max |position| {max_pos}",
-        )
+    if _position_ok(ctx.position_qty, signed, max_pos):
+        return None
+    return Failure(
+        ReasonCode.POSITION_LIMIT_EXCEEDED,
+        f"position {ctx.position_qty} after {intent.side.value} {qty} would be {ctx.position_qty + signed}: exceeds max |position| {max_pos}",
+    )
 
-    # 3) capital (GR061)
+
+def check_capital(intent: Intent, qty: Decimal, ctx: PrecheckContext, cfg: PrecheckConfig) -> tuple[Decimal, Alert | None, Failure | None]:
+    """3) capital (GR061): what costs more than the available capital is reduced to what it buys
+    (in whole lots; closing a long costs nothing), or refused when not one lot is affordable."""
     price = _price_for_cost(intent, ctx)
+    if price is None:
+        return qty, None, None
     lot = ctx.spec.lot_size if ctx.spec is not None and ctx.spec.lot_size > 0 else Decimal(1)
     capital = ctx.available_capital if ctx.available_capital is not None else cfg.available_capital
-    if price is not None:
-        if intent.side is Side.BUY:
-            free_qty = Decimal(0)  # every unit costs
-        else:
-            free_qty = min(qty, max(ctx.position_qty, Decimal(0)))  # closing a long is free
-        charged = qty - free_qty
-        cost = charged * price
-        if cost > 0 and cost > capital:
-            affordable_lots = capital // (price * lot) if capital > 0 else Decimal(0)
-            affordable = max(affordable_lots, Decimal(0)) * lot
-            reduced = round_to_lot(free_qty + affordable, lot)
-            reduced = min(reduced, qty)
-            if reduced <= 0 or reduced >= qty:
-                return fail(
-                    ReasonCode.INSUFFICIENT_CAPITAL,
-                    f"cost {cost} exceeds available capital {capital}; affordable qty 0 (lot {lot})",
-                )
-            alerts.append(alert(AlertCode.GR061, _STAGE, f"qty reduced {qty} → {reduced}", ctx.now))
-            qty = reduced
+    free_qty = Decimal(0) if intent.side is Side.BUY else min(qty, max(ctx.position_qty, Decimal(0)))
+    cost = (qty - free_qty) * price
+    if cost <= 0 or cost <= capital:
+        return qty, None, None
+    affordable_lots = capital // (price * lot) if capital > 0 else Decimal(0)
+    reduced = min(round_to_lot(free_qty + max(affordable_lots, Decimal(0)) * lot, lot), qty)
+    if reduced <= 0 or reduced >= qty:
+        return qty, None, Failure(ReasonCode.INSUFFICIENT_CAPITAL, f"cost {cost} exceeds available capital {capital}; affordable qty 0 (lot {lot})")
+    return reduced, alert(AlertCode.GR061, _STAGE, f"qty reduced {qty} → {reduced}", ctx.now), None
 
-    # 4) venue
-    if not ctx.venue_connected:
-        return fail(ReasonCode.VENUE_DISCONNECTED, "venue is disconnected")
 
-    # 5) symbol / market open
+def check_venue(intent: Intent, qty: Decimal, ctx: PrecheckContext, cfg: PrecheckConfig) -> Failure | None:
+    """4) venue connected."""
+    return None if ctx.venue_connected else Failure(ReasonCode.VENUE_DISCONNECTED, "venue is disconnected")
+
+
+def check_symbol(intent: Intent, qty: Decimal, ctx: PrecheckContext, cfg: PrecheckConfig) -> Failure | None:
+    """5) a symbol the venue trades (FS091), not halted, its market open."""
     spec = ctx.spec
     if spec is None or spec.symbol != intent.symbol:
         msg = f"invalid symbol {intent.symbol!r}: no reference data"
-        return fail(ReasonCode.VALIDATION_INVALID_SYMBOL, msg, alert(AlertCode.FS091, _STAGE, msg, ctx.now))
+        return Failure(ReasonCode.VALIDATION_INVALID_SYMBOL, msg, alert(AlertCode.FS091, _STAGE, msg, ctx.now))
     if spec.halted:
-        return fail(ReasonCode.SYMBOL_HALTED, f"symbol {intent.symbol} is halted")
+        return Failure(ReasonCode.SYMBOL_HALTED, f"symbol {intent.symbol} is halted")
     if not spec.session.is_open(ctx.minute_of_day):
-        return fail(
+        return Failure(
             ReasonCode.MARKET_CLOSED,
-            f"market closed for {intent.symbol} at minute {ctx.minute_of_day}"
-            f" (session {spec.session.open_minute}-{spec.session.close_minute})",
+            f"market closed for {intent.symbol} at minute {ctx.minute_of_day} (session {spec.session.open_minute}-{spec.session.close_minute})",
         )
+    return None
 
-    # 6) daily limits (GR062)
-    price = _price_for_cost(intent, ctx)  # spec is known now, so a price always exists
+
+def check_daily_limits(intent: Intent, qty: Decimal, ctx: PrecheckContext, cfg: PrecheckConfig) -> Failure | None:
+    """6) daily limits (GR062): trades and notional of the strategy today, this trade included."""
+    price = _price_for_cost(intent, ctx)  # the symbol is known now, so a price always exists
     cost = qty * price if price is not None else Decimal(0)
     trade_limit, notional_limit = cfg.daily_limits_for(intent.strategy_id)
     if ctx.daily_count >= trade_limit:
         msg = f"daily trade limit reached ({ctx.daily_count}/{trade_limit})"
-        return fail(ReasonCode.DAILY_LIMIT_REACHED, msg, alert(AlertCode.GR062, _STAGE, msg, ctx.now))
+        return Failure(ReasonCode.DAILY_LIMIT_REACHED, msg, alert(AlertCode.GR062, _STAGE, msg, ctx.now))
     if ctx.daily_notional + cost > notional_limit:
         msg = f"daily notional limit reached ({ctx.daily_notional} + {cost} > {notional_limit})"
-        return fail(ReasonCode.DAILY_LIMIT_REACHED, msg, alert(AlertCode.GR062, _STAGE, msg, ctx.now))
+        return Failure(ReasonCode.DAILY_LIMIT_REACHED, msg, alert(AlertCode.GR062, _STAGE, msg, ctx.now))
+    return None
 
-    # 7) price collar (LIMIT only)
-    if intent.order_type is OrderType.LIMIT and intent.price is not None:
-        ref = ctx.reference_price if ctx.reference_price is not None and ctx.reference_price > 0 else None
-        if ref is None and spec.reference_price > 0:
-            ref = spec.reference_price
-        if ref is not None:
-            dev = abs(intent.price - ref) / ref
-            collar = cfg.price_collar_for(intent.symbol)
-            if dev > collar:
-                return fail(
-                    ReasonCode.PRICE_COLLAR,
-                    f"limit {intent.price} is {dev:.4%} from reference {ref} (collar {collar:%})",
-                )
 
-    # 8) risk hook
-    if ctx.risk.decision is RiskDecision.BLOCK:
-        return fail(ReasonCode.RISK_BLOCKED, ctx.risk.reason)
-    if ctx.risk.decision is RiskDecision.PAUSE:
-        return PrecheckOutcome(
-            passed=False, reason_code=None, detail=ctx.risk.reason, qty=qty, alerts=tuple(alerts), pause=True
-        )
+def check_price_collar(intent: Intent, qty: Decimal, ctx: PrecheckContext, cfg: PrecheckConfig) -> Failure | None:
+    """7) price collar (LIMIT only): the limit within the collar of the reference price."""
+    if intent.order_type is not OrderType.LIMIT or intent.price is None:
+        return None
+    ref = ctx.reference_price if ctx.reference_price is not None and ctx.reference_price > 0 else None
+    if ref is None and ctx.spec is not None and ctx.spec.reference_price > 0:
+        ref = ctx.spec.reference_price
+    if ref is None:
+        return None
+    dev = abs(intent.price - ref) / ref
+    collar = cfg.price_collar_for(intent.symbol)
+    if dev > collar:
+        return Failure(ReasonCode.PRICE_COLLAR, f"limit {intent.price} is {dev:.4%} from reference {ref} (collar {collar:%})")
+    return None
 
-    return PrecheckOutcome(passed=True, reason_code=None, detail="", qty=qty, alerts=tuple(alerts))
+
+def check_risk_block(intent: Intent, qty: Decimal, ctx: PrecheckContext, cfg: PrecheckConfig) -> Failure | None:
+    """8) the risk hook's BLOCK (its PAUSE is answered by :func:`run_precheck`: retried, not failed)."""
+    return Failure(ReasonCode.RISK_BLOCKED, ctx.risk.reason) if ctx.risk.decision is RiskDecision.BLOCK else None
 
 
 # --------------------------------------------------------------------------------------------
