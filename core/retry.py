@@ -91,6 +91,8 @@ RETRYABLE_EXCEPTIONS: frozenset[str] = frozenset(
         "StaleConnectionError", "OutboundBufferLimitError", "FlushTimeoutError",
         # our venue names
         "VenueTimeout", "VenueDisconnected", "VenueUnavailable", "RateLimited",
+        # ccxt (core/ccxt_mapping.py has the venue worker's full table)
+        "RequestTimeout", "ExchangeNotAvailable", "OnMaintenance", "DDoSProtection", "InvalidNonce",
     }
 )  # fmt: skip
 NON_RETRYABLE_EXCEPTIONS: frozenset[str] = frozenset(
@@ -101,6 +103,8 @@ NON_RETRYABLE_EXCEPTIONS: frozenset[str] = frozenset(
         # ours
         "DecodeError", "TypeError", "InsufficientFunds", "InvalidSymbol", "DuplicateOrderId",
         "DuplicateClientOrderId", "OrderNotFound", "UnknownOrder",
+        # ccxt
+        "BadSymbol", "BadRequest",
     }
 )  # fmt: skip
 FATAL_EXCEPTIONS: frozenset[str] = frozenset(

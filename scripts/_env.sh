@@ -10,7 +10,7 @@ fi
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   python -m pip install --quiet --upgrade pip
-  python -m pip install --quiet -e '.[test,fix]'
+  python -m pip install --quiet -e '.[test,fix,ccxt]'
   touch "$stamp"
 fi
 # The FIX counterparty of the venue tests is a different FIX engine (jspurefix, TypeScript, from npm),
