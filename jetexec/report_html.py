@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import math
+from dataclasses import dataclass
 from typing import Any
 
 W = 960
@@ -78,12 +79,33 @@ def _fmt_num(v: float) -> str:
     return f"{v:.5g}"
 
 
-def svg_chart(c: dict[str, Any]) -> str:
-    """The chart of one execution as an inline ``<svg>`` element."""
+@dataclass(frozen=True)
+class _Scale:
+    """Maps time, price and cumulative quantity to chart coordinates."""
+
+    t0: float
+    t1: float
+    lo: float
+    hi: float
+    qmax: float
+    pw: float = W - M_LEFT - M_RIGHT
+    qy0: float = M_TOP + H_PRICE + GAP  # top of the quantity panel
+
+    def x(self, t: float) -> float:
+        return M_LEFT + (t - self.t0) / (self.t1 - self.t0) * self.pw
+
+    def y(self, p: float) -> float:
+        return M_TOP + (self.hi - p) / (self.hi - self.lo) * H_PRICE
+
+    def yq(self, q: float) -> float:
+        return self.qy0 + (self.qmax - q) / self.qmax * H_QTY
+
+
+def _scale_of(c: dict[str, Any]) -> _Scale:
+    """Time spans the window (at least 1 s); price spans everything drawn, with a 12 % margin."""
     t0, t1 = float(c["t0"]), float(c["t1"])
     if t1 <= t0:
         t1 = t0 + 1.0
-    pw = W - M_LEFT - M_RIGHT
     prices: list[float] = []
     prices += [m[1] for m in c.get("market", [])]
     prices += [b[1] for b in c.get("band", [])] + [b[2] for b in c.get("band", [])]
@@ -95,122 +117,149 @@ def svg_chart(c: dict[str, Any]) -> str:
         prices = [0.0, 1.0]
     lo, hi = min(prices), max(prices)
     span = hi - lo or max(abs(hi) * 0.001, 0.01)
-    lo, hi = lo - span * 0.12, hi + span * 0.12
     qmax = max([c.get("target_qty") or 0.0] + [p[1] for p in c.get("planned", [])] + [f[1] for f in c.get("filled_cum", [])] + [1e-9])
+    return _Scale(t0, t1, lo - span * 0.12, hi + span * 0.12, qmax)
 
-    def x(t: float) -> float:
-        return M_LEFT + (t - t0) / (t1 - t0) * pw
 
-    def y(p: float) -> float:
-        return M_TOP + (hi - p) / (hi - lo) * H_PRICE
+def _vwap_label(c: dict[str, Any]) -> str:
+    return "VWAP" if c.get("vwap_source") == "venue_tape" else "quote TWAP"
 
-    qy0 = M_TOP + H_PRICE + GAP
 
-    def yq(q: float) -> float:
-        return qy0 + (qmax - q) / qmax * H_QTY
+def _fill_color(c: dict[str, Any]) -> str:
+    return "#2ca02c" if c.get("side") == "BUY" else "#d62728"
 
-    out: list[str] = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="execution chart {_e(c.get("correlation_id"))}" font-family="Helvetica,Arial,sans-serif" font-size="11">']
-    out.append(f'<title>{_e(c.get("symbol"))} {_e(c.get("side"))} {_e(c.get("correlation_id"))}</title>')
-    # frames and grid
-    out.append(f'<rect x="{M_LEFT}" y="{M_TOP}" width="{pw}" height="{H_PRICE}" fill="#fff" stroke="#ccc"/>')
-    out.append(f'<rect x="{M_LEFT}" y="{qy0}" width="{pw}" height="{H_QTY}" fill="#fff" stroke="#ccc"/>')
-    base = c.get("t_start") or t0
-    for t in _nice_ticks(t0 - base, t1 - base, 8):
-        xx = x(base + t)
-        if M_LEFT <= xx <= M_LEFT + pw:
-            out.append(f'<line x1="{xx:.1f}" y1="{M_TOP}" x2="{xx:.1f}" y2="{qy0 + H_QTY}" stroke="#eee"/>')
-            out.append(f'<text x="{xx:.1f}" y="{qy0 + H_QTY + 14}" text-anchor="middle" fill="#555">{t:+.2f}s</text>')
-    for p in _nice_ticks(lo, hi, 6):
-        yy = y(p)
-        out.append(f'<line x1="{M_LEFT}" y1="{yy:.1f}" x2="{M_LEFT + pw}" y2="{yy:.1f}" stroke="#f0f0f0"/>')
+
+def _frames_and_grid(c: dict[str, Any], s: _Scale) -> list[str]:
+    out = [
+        f'<rect x="{M_LEFT}" y="{M_TOP}" width="{s.pw}" height="{H_PRICE}" fill="#fff" stroke="#ccc"/>',
+        f'<rect x="{M_LEFT}" y="{s.qy0}" width="{s.pw}" height="{H_QTY}" fill="#fff" stroke="#ccc"/>',
+    ]
+    base = c.get("t_start") or s.t0  # time ticks count from the execution's start
+    for t in _nice_ticks(s.t0 - base, s.t1 - base, 8):
+        xx = s.x(base + t)
+        if M_LEFT <= xx <= M_LEFT + s.pw:
+            out.append(f'<line x1="{xx:.1f}" y1="{M_TOP}" x2="{xx:.1f}" y2="{s.qy0 + H_QTY}" stroke="#eee"/>')
+            out.append(f'<text x="{xx:.1f}" y="{s.qy0 + H_QTY + 14}" text-anchor="middle" fill="#555">{t:+.2f}s</text>')
+    for p in _nice_ticks(s.lo, s.hi, 6):
+        yy = s.y(p)
+        out.append(f'<line x1="{M_LEFT}" y1="{yy:.1f}" x2="{M_LEFT + s.pw}" y2="{yy:.1f}" stroke="#f0f0f0"/>')
         out.append(f'<text x="{M_LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end" fill="#555">{_fmt_num(p)}</text>')
-    for q in _nice_ticks(0, qmax, 3):
-        yy = yq(q)
+    for q in _nice_ticks(0, s.qmax, 3):
+        yy = s.yq(q)
         out.append(f'<text x="{M_LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end" fill="#555">{q:g}</text>')
     out.append(f'<text x="{M_LEFT}" y="{M_TOP - 18}" fill="#333" font-size="12">price</text>')
-    out.append(f'<text x="{M_LEFT}" y="{qy0 - 6}" fill="#333" font-size="12">cumulative quantity: planned schedule (dashed) vs filled</text>')
-    # execution window
+    out.append(f'<text x="{M_LEFT}" y="{s.qy0 - 6}" fill="#333" font-size="12">cumulative quantity: planned schedule (dashed) vs filled</text>')
+    return out
+
+
+def _execution_window(c: dict[str, Any], s: _Scale) -> list[str]:
+    out = []
     for t, label in ((c.get("t_start"), "start"), (c.get("t_end"), "end")):
         if t:
-            xx = x(t)
+            xx = s.x(t)
             out.append(f'<line x1="{xx:.1f}" y1="{M_TOP}" x2="{xx:.1f}" y2="{M_TOP + H_PRICE}" stroke="#bbb" stroke-dasharray="2,3"><title>{label} {_e(_fmt_ts(t))}</title></line>')
-    # market
+    return out
+
+
+def _market(c: dict[str, Any], s: _Scale) -> list[str]:
+    out = []
     band = c.get("band") or []
     if band:
-        upper = " ".join(f"{x(b[0]):.1f},{y(b[2]):.1f}" for b in band)
-        lower = " ".join(f"{x(b[0]):.1f},{y(b[1]):.1f}" for b in reversed(band))
+        upper = " ".join(f"{s.x(b[0]):.1f},{s.y(b[2]):.1f}" for b in band)
+        lower = " ".join(f"{s.x(b[0]):.1f},{s.y(b[1]):.1f}" for b in reversed(band))
         out.append(f'<polygon class="band" points="{upper} {lower}" fill="#dbe9f6" stroke="none"><title>bid/ask</title></polygon>')
     market = c.get("market") or []
     if market:
-        pts = " ".join(f"{x(m[0]):.1f},{y(m[1]):.1f}" for m in market)
+        pts = " ".join(f"{s.x(m[0]):.1f},{s.y(m[1]):.1f}" for m in market)
         out.append(f'<polyline class="market" points="{pts}" fill="none" stroke="#555" stroke-width="1.4"><title>market mid (venue quotes)</title></polyline>')
     for p in c.get("prints") or []:
-        out.append(f'<circle class="print" cx="{x(p[0]):.1f}" cy="{y(p[1]):.1f}" r="1.6" fill="#999"><title>market print {p[2]:g} @ {p[1]:g}</title></circle>')
-    # reference lines
-    label_at = {"arrival": (M_LEFT + pw - 4, "end"), "vwap": (M_LEFT + 4, "start"), "avg": (M_LEFT + pw * 0.55, "middle")}
-    for key, color, label in (("arrival", "#ff7f0e", "arrival"), ("vwap", "#8e44ad", "VWAP" if c.get("vwap_source") == "venue_tape" else "quote TWAP"), ("avg", "#2ca02c", "avg fill")):
+        out.append(f'<circle class="print" cx="{s.x(p[0]):.1f}" cy="{s.y(p[1]):.1f}" r="1.6" fill="#999"><title>market print {p[2]:g} @ {p[1]:g}</title></circle>')
+    return out
+
+
+def _reference_lines(c: dict[str, Any], s: _Scale) -> list[str]:
+    """Arrival, interval VWAP and average fill price across the whole window, labelled apart."""
+    out = []
+    label_at = {"arrival": (M_LEFT + s.pw - 4, "end"), "vwap": (M_LEFT + 4, "start"), "avg": (M_LEFT + s.pw * 0.55, "middle")}
+    for key, color, label in (("arrival", "#ff7f0e", "arrival"), ("vwap", "#8e44ad", _vwap_label(c)), ("avg", "#2ca02c", "avg fill")):
         v = c.get(key)
         if v:
-            yy = y(v)
+            yy = s.y(v)
             dash = ' stroke-dasharray="6,4"' if key != "avg" else ""
-            out.append(f'<line class="ref-{key}" x1="{M_LEFT}" y1="{yy:.1f}" x2="{M_LEFT + pw}" y2="{yy:.1f}" stroke="{color}" stroke-width="1.3"{dash}><title>{label} {v:g}</title></line>')
-            lx_, anchor = label_at[key]
-            out.append(f'<text x="{lx_:.1f}" y="{yy - 4:.1f}" text-anchor="{anchor}" fill="{color}">{label} {_fmt_num(v)}</text>')
-    # child orders: the limit price over its life (LIMIT), and every child's life in the lane
+            out.append(f'<line class="ref-{key}" x1="{M_LEFT}" y1="{yy:.1f}" x2="{M_LEFT + s.pw}" y2="{yy:.1f}" stroke="{color}" stroke-width="1.3"{dash}><title>{label} {v:g}</title></line>')
+            label_x, anchor = label_at[key]
+            out.append(f'<text x="{label_x:.1f}" y="{yy - 4:.1f}" text-anchor="{anchor}" fill="{color}">{label} {_fmt_num(v)}</text>')
+    return out
+
+
+def _child_orders(c: dict[str, Any], s: _Scale) -> list[str]:
+    """The limit price over each child's life (LIMIT), and every child's life in the lane."""
+    out = []
     lane_top = M_TOP + H_PRICE + 10
     orders = c.get("orders") or []
     if orders:
         out.append(f'<text x="{M_LEFT - 6}" y="{lane_top + 12}" text-anchor="end" fill="#555">orders</text>')
     for i, o in enumerate(orders):
         color = ORDER_COLORS[i % len(ORDER_COLORS)]
-        for s in o["segments"]:
-            out.append(f'<line class="order" x1="{x(s[0]):.1f}" y1="{y(s[2]):.1f}" x2="{x(max(s[1], s[0])):.1f}" y2="{y(s[2]):.1f}" stroke="{color}" stroke-width="2.4" stroke-linecap="round"><title>{_e(o["client_order_id"])} {_e(o["side"])} {o["qty"]:g} @ {s[2]:g} ({_e(o["state"])}, filled {o["filled"]:g})</title></line>')
+        for seg in o["segments"]:
+            out.append(f'<line class="order" x1="{s.x(seg[0]):.1f}" y1="{s.y(seg[2]):.1f}" x2="{s.x(max(seg[1], seg[0])):.1f}" y2="{s.y(seg[2]):.1f}" stroke="{color}" stroke-width="2.4" stroke-linecap="round"><title>{_e(o["client_order_id"])} {_e(o["side"])} {o["qty"]:g} @ {seg[2]:g} ({_e(o["state"])}, filled {o["filled"]:g})</title></line>')
         start, end = o.get("start"), o.get("end")
         if start is not None:
-            x0, x1 = x(start), max(x(end if end is not None else start), x(start) + 2.0)  # at least 2 px: an instant fill stays visible
+            x0, x1 = s.x(start), max(s.x(end if end is not None else start), s.x(start) + 2.0)  # at least 2 px: an instant fill stays visible
             yy = lane_top + 2 + (i % 4) * 5
             price = f" @ {o['segments'][0][2]:g}" if o["segments"] else " MARKET"
             out.append(f'<rect class="order-life" x="{x0:.1f}" y="{yy}" width="{x1 - x0:.1f}" height="4" fill="{color}"><title>{_e(o["client_order_id"])} {_e(o["side"])} {o["qty"]:g}{price}: {_e(o["state"])}, filled {o["filled"]:g}</title></rect>')
+    return out
+
+
+def _fills(c: dict[str, Any], s: _Scale) -> list[str]:
+    """One dot per fill; its radius grows with the square root of the quantity (area, past a minimum)."""
     fills = c.get("fills") or []
     fmax = max([f[2] for f in fills] + [1e-9])
-    for f in fills:
-        r = 3.0 + 6.0 * math.sqrt(f[2] / fmax)
-        color = "#2ca02c" if c.get("side") == "BUY" else "#d62728"
-        out.append(f'<circle class="fill" cx="{x(f[0]):.1f}" cy="{y(f[1]):.1f}" r="{r:.1f}" fill="{color}" fill-opacity="0.75" stroke="#222" stroke-width="0.6"><title>fill {f[2]:g} @ {f[1]:g} ({_e(f[3])}) {_e(_fmt_ts(f[0]))}</title></circle>')
-    # schedule panel
-    planned = c.get("planned") or []
-    if planned:
-        pts = [(x(t0), yq(0))]
-        prev = 0.0
-        for t, q in planned:
-            pts += [(x(t), yq(prev)), (x(t), yq(q))]
-            prev = q
-        pts.append((x(t1), yq(prev)))
-        out.append('<polyline class="planned" points="' + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '" fill="none" stroke="#777" stroke-width="1.5" stroke-dasharray="5,4"><title>planned schedule</title></polyline>')
-    cum = c.get("filled_cum") or []
-    if cum:
-        pts = [(x(t0), yq(0))]
-        prev = 0.0
-        for t, q in cum:
-            pts += [(x(t), yq(prev)), (x(t), yq(q))]
-            prev = q
-        pts.append((x(t1), yq(prev)))
-        out.append('<polyline class="filled" points="' + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '" fill="none" stroke="#2ca02c" stroke-width="2"><title>cumulative filled</title></polyline>')
+    color = _fill_color(c)
+    return [
+        f'<circle class="fill" cx="{s.x(f[0]):.1f}" cy="{s.y(f[1]):.1f}" r="{3.0 + 6.0 * math.sqrt(f[2] / fmax):.1f}" fill="{color}" fill-opacity="0.75" stroke="#222" stroke-width="0.6"><title>fill {f[2]:g} @ {f[1]:g} ({_e(f[3])}) {_e(_fmt_ts(f[0]))}</title></circle>'
+        for f in fills
+    ]
+
+
+def _step_line(steps: list, s: _Scale) -> str:
+    """A cumulative quantity as a step function from the window's start to its end."""
+    pts = [(s.x(s.t0), s.yq(0))]
+    prev = 0.0
+    for t, q in steps:
+        pts += [(s.x(t), s.yq(prev)), (s.x(t), s.yq(q))]
+        prev = q
+    pts.append((s.x(s.t1), s.yq(prev)))
+    return " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)
+
+
+def _schedule(c: dict[str, Any], s: _Scale) -> list[str]:
+    """The planned schedule against cumulative fills, under the target."""
+    out = []
+    if planned := c.get("planned") or []:
+        out.append(f'<polyline class="planned" points="{_step_line(planned, s)}" fill="none" stroke="#777" stroke-width="1.5" stroke-dasharray="5,4"><title>planned schedule</title></polyline>')
+    if cum := c.get("filled_cum") or []:
+        out.append(f'<polyline class="filled" points="{_step_line(cum, s)}" fill="none" stroke="#2ca02c" stroke-width="2"><title>cumulative filled</title></polyline>')
     if c.get("target_qty"):
-        yy = yq(c["target_qty"])
-        out.append(f'<line x1="{M_LEFT}" y1="{yy:.1f}" x2="{M_LEFT + pw}" y2="{yy:.1f}" stroke="#ccc" stroke-dasharray="1,3"><title>target {c["target_qty"]:g}</title></line>')
-    # legend: only what was drawn above (an entry names the class of its elements)
-    drawn = "".join(out)
+        yy = s.yq(c["target_qty"])
+        out.append(f'<line x1="{M_LEFT}" y1="{yy:.1f}" x2="{M_LEFT + s.pw}" y2="{yy:.1f}" stroke="#ccc" stroke-dasharray="1,3"><title>target {c["target_qty"]:g}</title></line>')
+    return out
+
+
+def _legend(c: dict[str, Any], drawn: str) -> list[str]:
+    """Only what was drawn: an entry names the class of its elements in ``data-for``."""
     entries = (
         ("market", "market mid", "#555", "line"),
         ("band", "bid/ask", "#dbe9f6", "box"),
         ("print", "market prints", "#999", "dot"),
         ("ref-arrival", "arrival", "#ff7f0e", "line"),
-        ("ref-vwap", "VWAP" if c.get("vwap_source") == "venue_tape" else "quote TWAP", "#8e44ad", "line"),
+        ("ref-vwap", _vwap_label(c), "#8e44ad", "line"),
         ("ref-avg", "avg fill", "#2ca02c", "line"),
         ("order-life", "child orders", ORDER_COLORS[0], "box"),
-        ("fill", "fills", "#2ca02c" if c.get("side") == "BUY" else "#d62728", "dot"),
+        ("fill", "fills", _fill_color(c), "dot"),
     )
+    out = []
     lx = M_LEFT + 70
     for cls, label, color, kind in entries:
         if f'class="{cls}"' not in drawn:
@@ -224,6 +273,19 @@ def svg_chart(c: dict[str, Any]) -> str:
             out.append(f'<circle cx="{lx + 8}" cy="{M_TOP - 22}" r="4" fill="{color}"/>')
         out.append(f'<text x="{lx + 20}" y="{M_TOP - 18}" fill="#333">{label}</text></g>')
         lx += 34 + 7 * len(label)
+    return out
+
+
+def svg_chart(c: dict[str, Any]) -> str:
+    """The chart of one execution as an inline ``<svg>`` element, drawn back to front."""
+    s = _scale_of(c)
+    out: list[str] = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="execution chart {_e(c.get("correlation_id"))}" font-family="Helvetica,Arial,sans-serif" font-size="11">',
+        f'<title>{_e(c.get("symbol"))} {_e(c.get("side"))} {_e(c.get("correlation_id"))}</title>',
+    ]
+    for layer in (_frames_and_grid, _execution_window, _market, _reference_lines, _child_orders, _fills, _schedule):
+        out += layer(c, s)
+    out += _legend(c, "".join(out))
     out.append("</svg>")
     return "".join(out)
 
