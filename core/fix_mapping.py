@@ -263,117 +263,158 @@ def on_message(venue: str, o: FixOrder | None, msg: dict[int, str], now: float) 
     if mtype != "8":
         return Inbound(o, notice=f"unexpected message type {mtype}")
     exec_type = msg.get(EXEC_TYPE, "")
-    out = Inbound(o)
-    cl = msg.get(CL_ORD_ID, "")
+    r = _Applying(venue, o, msg, now, Inbound(o), msg.get(CL_ORD_ID, ""))
     if msg.get(ORDER_ID) and msg.get(ORDER_ID) != "NONE" and not o.venue_order_id:
         o.venue_order_id = msg[ORDER_ID]
-        out.changed = True
+        r.out.changed = True
+    step = _BY_EXEC_TYPE.get(exec_type)
+    if step is None:
+        r.out.notice = f"ExecType {exec_type!r} not mapped"
+    else:
+        step(r)
+    if r.out.changed:
+        o.updated_ts = now
+    return r.out
 
-    def report(kind: str, **kw) -> ExecutionReport:
+
+@dataclass
+class _Applying:
+    """One ExecutionReport being applied: the order (a private copy), the message, what it means."""
+
+    venue: str
+    o: FixOrder
+    msg: dict[int, str]
+    now: float
+    out: Inbound
+    cl: str  # the ClOrdID the report names
+
+    def report(self, kind: str, **kw) -> ExecutionReport:
+        o = self.o
         fields = {"cum_qty": o.cum_qty, "leaves_qty": o.leaves_qty, **kw}
-        return ExecutionReport(kind=kind, cid=o.cid, client_order_id=o.client_order_id, venue_order_id=o.venue_order_id, ts=now, venue=venue, **fields)
+        return ExecutionReport(kind=kind, cid=o.cid, client_order_id=o.client_order_id, venue_order_id=o.venue_order_id, ts=self.now, venue=self.venue, **fields)
 
-    if exec_type == "0":  # New
-        if o.state is OrderState.SUBMITTED:
-            o.state = OrderState.ACKNOWLEDGED
-            out.changed = True
-        out.answers.append((cl, Answer("new", True)))
-    elif exec_type in ("F", "1", "2"):  # Trade (1/2 = the FIX 4.2 style partial/fill)
-        exec_id = msg.get(EXEC_ID, "")
-        qty, px = _dec(msg.get(LAST_QTY)), _dec(msg.get(LAST_PX))
-        if not exec_id or qty <= 0 or px <= 0:
-            out.notice = f"trade report without ExecID, LastQty or LastPx (ExecID {exec_id!r})"
-        elif exec_id in o.exec_ids:
-            out.notice = f"ExecID {exec_id} already booked (a repeated report is never a second fill)"
+    def close(self, state: OrderState, kind: str, reason: str) -> None:
+        """The order ends with what was still open; the pipeline hears it as ``kind``."""
+        leaves = self.o.qty - self.o.cum_qty
+        self.o.state = state
+        self.out.changed = True
+        self.out.reports.append(self.report(kind, qty=leaves, leaves_qty=leaves, reason=reason))
+
+
+def _new_ack(r: _Applying) -> None:  # ExecType 0 New
+    if r.o.state is OrderState.SUBMITTED:
+        r.o.state = OrderState.ACKNOWLEDGED
+        r.out.changed = True
+    r.out.answers.append((r.cl, Answer("new", True)))
+
+
+def _trade(r: _Applying) -> None:  # ExecType F Trade (1/2: the FIX 4.2 style partial/fill)
+    o, out, msg = r.o, r.out, r.msg
+    exec_id = msg.get(EXEC_ID, "")
+    qty, px = _dec(msg.get(LAST_QTY)), _dec(msg.get(LAST_PX))
+    if not exec_id or qty <= 0 or px <= 0:
+        out.notice = f"trade report without ExecID, LastQty or LastPx (ExecID {exec_id!r})"
+        return
+    if exec_id in o.exec_ids:
+        out.notice = f"ExecID {exec_id} already booked (a repeated report is never a second fill)"
+        return
+    o.cum_qty += qty
+    fee = _dec(msg.get(COMMISSION))
+    o.fills.append(FillRow(trade_id=exec_id, qty=qty, price=px, fee=fee, ts=r.now, cum_qty=o.cum_qty))
+    if o.state not in _TERMINAL:  # a late fill is booked, but the order stays closed
+        o.state = OrderState.FILLED if o.cum_qty >= o.qty else OrderState.PARTIALLY_FILLED
+    out.changed = True
+    out.reports.append(r.report("FILL", trade_id=exec_id, qty=qty, price=px, fee=fee))
+    if o.state is OrderState.PARTIALLY_FILLED or o.state is OrderState.FILLED:
+        out.answers.append((o.client_order_id, Answer("new", True)))  # a fill is an ack too
+
+
+def _replaced(r: _Applying) -> None:  # ExecType 5 Replaced
+    o, cl = r.o, r.cl
+    if cl and cl not in o.chain:
+        o.chain.append(cl)
+    if cl:
+        o.cl_ord_id = cl
+    o.generation = max(o.generation, _generation(cl))
+    o.price = _dec(r.msg.get(PRICE), o.price or Decimal(0)) or o.price
+    o.qty = _dec(r.msg.get(ORDER_QTY), o.qty)
+    r.out.changed = True
+    r.out.answers.append((cl, Answer("modify", True)))
+
+
+def _cancelled(r: _Applying) -> None:  # ExecType 4 Canceled
+    if r.o.state in _TERMINAL:
+        r.out.notice = f"cancel of an order already {r.o.state.value}"
+        r.out.answers.append((r.cl, Answer("cancel", r.o.state is OrderState.CANCELLED)))
+        return
+    r.close(OrderState.CANCELLED, "CANCELLED", r.msg.get(TEXT, "cancelled"))
+    r.out.answers.append((r.cl, Answer("cancel", True)))
+
+
+def _expired(r: _Applying) -> None:  # ExecType C Expired
+    if r.o.state in _TERMINAL:
+        r.out.notice = f"expiry of an order already {r.o.state.value}"
+        return
+    r.close(OrderState.EXPIRED, "EXPIRED", r.msg.get(TEXT, "expired"))
+
+
+def _rejected(r: _Applying) -> None:  # ExecType 8 Rejected
+    o, out = r.o, r.out
+    code, why = _reject_code(r.msg.get(ORD_REJ_REASON)), r.msg.get(TEXT, "rejected by venue")
+    if o.state is OrderState.SUBMITTED:
+        if code is ReasonCode.DUPLICATE_CLIENT_ORDER_ID:
+            # The venue already has this ClOrdID: only this worker sends it, so the earlier
+            # arrival is ours. The order stands; its status request tells the rest.
+            out.notice = "venue says duplicate ClOrdID: keeping the earlier arrival"
+            out.answers.append((r.cl, Answer("new", True)))
         else:
-            o.cum_qty += qty
-            fee = _dec(msg.get(COMMISSION))
-            o.fills.append(FillRow(trade_id=exec_id, qty=qty, price=px, fee=fee, ts=now, cum_qty=o.cum_qty))
-            late = o.state in _TERMINAL
-            if not late:
-                o.state = OrderState.FILLED if o.cum_qty >= o.qty else OrderState.PARTIALLY_FILLED
-            out.changed = True
-            out.reports.append(report("FILL", trade_id=exec_id, qty=qty, price=px, fee=fee))
-            if o.state is OrderState.PARTIALLY_FILLED or o.state is OrderState.FILLED:
-                out.answers.append((o.client_order_id, Answer("new", True)))  # a fill is an ack too
-    elif exec_type == "5":  # Replaced
-        if cl and cl not in o.chain:
-            o.chain.append(cl)
-        if cl:
-            o.cl_ord_id = cl
-        o.generation = max(o.generation, _generation(cl))
-        o.price = _dec(msg.get(PRICE), o.price or Decimal(0)) or o.price
-        o.qty = _dec(msg.get(ORDER_QTY), o.qty)
-        out.changed = True
-        out.answers.append((cl, Answer("modify", True)))
-    elif exec_type == "4":  # Canceled
-        if o.state in _TERMINAL:
-            out.notice = f"cancel of an order already {o.state.value}"
-            out.answers.append((cl, Answer("cancel", o.state is OrderState.CANCELLED)))
-        else:
-            leaves = o.qty - o.cum_qty
-            o.state = OrderState.CANCELLED
-            out.changed = True
-            out.reports.append(report("CANCELLED", qty=leaves, leaves_qty=leaves, reason=msg.get(TEXT, "cancelled")))
-            out.answers.append((cl, Answer("cancel", True)))
-    elif exec_type == "C":  # Expired
-        if o.state not in _TERMINAL:
-            leaves = o.qty - o.cum_qty
-            o.state = OrderState.EXPIRED
-            out.changed = True
-            out.reports.append(report("EXPIRED", qty=leaves, leaves_qty=leaves, reason=msg.get(TEXT, "expired")))
-        else:
-            out.notice = f"expiry of an order already {o.state.value}"
-    elif exec_type == "8":  # Rejected
-        code, why = _reject_code(msg.get(ORD_REJ_REASON)), msg.get(TEXT, "rejected by venue")
-        if o.state is OrderState.SUBMITTED:
-            if code is ReasonCode.DUPLICATE_CLIENT_ORDER_ID:
-                # The venue already has this ClOrdID: only this worker sends it, so the earlier
-                # arrival is ours. The order stands; its status request tells the rest.
-                out.notice = "venue says duplicate ClOrdID: keeping the earlier arrival"
-                out.answers.append((cl, Answer("new", True)))
-            else:
-                o.state, o.reject_reason, o.reason_code = OrderState.REJECTED, why, code
-                out.changed = True
-                out.answers.append((cl, Answer("new", False, why, code)))
-        elif o.state in _TERMINAL:
-            out.notice = f"reject of an order already {o.state.value}: {why}"
-        else:
-            leaves = o.qty - o.cum_qty
             o.state, o.reject_reason, o.reason_code = OrderState.REJECTED, why, code
             out.changed = True
-            out.reports.append(report("REJECTED", qty=leaves, leaves_qty=leaves, reason=why))
-    elif exec_type == "I":  # Order status
-        status = msg.get(ORD_STATUS, "")
-        if status == "8" and msg.get(ORD_REJ_REASON) == "5":
-            # The venue does not know it. Either it never arrived (a session reset lost it) or it was
-            # rejected: in both cases it is not live, and it is never sent again.
-            if o.state is OrderState.SUBMITTED:
-                o.state, o.reject_reason, o.reason_code = OrderState.REJECTED, "unknown at the venue", ReasonCode.UNKNOWN_ORDER
-                out.changed = True
-            elif o.live:
-                out.notice = f"venue does not know live order {o.cl_ord_id}"
-        else:
-            state = _ORD_STATUS.get(status)
-            cum = _dec(msg.get(CUM_QTY), o.cum_qty)
-            if cum > o.cum_qty:
-                out.notice = f"venue reports cum qty {cum}, fills booked {o.cum_qty}: recon back-fills from the fills it serves"
-            if state is not None and o.live and state is not o.state and state not in _TERMINAL:
-                o.state = state
-                out.changed = True
-            if state in _TERMINAL and o.live and cum <= o.cum_qty:
-                leaves = o.qty - o.cum_qty
-                kind = {OrderState.CANCELLED: "CANCELLED", OrderState.EXPIRED: "EXPIRED", OrderState.REJECTED: "REJECTED"}.get(state)
-                if kind is not None:
-                    o.state = state
-                    out.changed = True
-                    out.reports.append(report(kind, qty=leaves, leaves_qty=leaves, reason="order status"))
-        out.answers.append((cl, Answer("query", True)))
+            out.answers.append((r.cl, Answer("new", False, why, code)))
+    elif o.state in _TERMINAL:
+        out.notice = f"reject of an order already {o.state.value}: {why}"
     else:
-        out.notice = f"ExecType {exec_type!r} not mapped"
-    if out.changed:
-        o.updated_ts = now
-    return out
+        o.reject_reason, o.reason_code = why, code
+        r.close(OrderState.REJECTED, "REJECTED", why)
+
+
+def _order_status(r: _Applying) -> None:  # ExecType I Order status: the query's answer
+    o, out = r.o, r.out
+    status = r.msg.get(ORD_STATUS, "")
+    if status == "8" and r.msg.get(ORD_REJ_REASON) == "5":
+        # The venue does not know it. Either it never arrived (a session reset lost it) or it was
+        # rejected: in both cases it is not live, and it is never sent again.
+        if o.state is OrderState.SUBMITTED:
+            o.state, o.reject_reason, o.reason_code = OrderState.REJECTED, "unknown at the venue", ReasonCode.UNKNOWN_ORDER
+            out.changed = True
+        elif o.live:
+            out.notice = f"venue does not know live order {o.cl_ord_id}"
+    else:
+        state = _ORD_STATUS.get(status)
+        cum = _dec(r.msg.get(CUM_QTY), o.cum_qty)
+        if cum > o.cum_qty:
+            out.notice = f"venue reports cum qty {cum}, fills booked {o.cum_qty}: recon back-fills from the fills it serves"
+        if state is not None and o.live and state is not o.state and state not in _TERMINAL:
+            o.state = state
+            out.changed = True
+        if state in _TERMINAL and o.live and cum <= o.cum_qty:
+            # Closed at the venue with no fill we lack: close it here too, with what was open.
+            kind = {OrderState.CANCELLED: "CANCELLED", OrderState.EXPIRED: "EXPIRED", OrderState.REJECTED: "REJECTED"}.get(state)
+            if kind is not None:
+                r.close(state, kind, "order status")
+    out.answers.append((r.cl, Answer("query", True)))
+
+
+# ExecType(150) → what it does to the order; the table in the module docstring, in code.
+_BY_EXEC_TYPE = {
+    "0": _new_ack,
+    "F": _trade, "1": _trade, "2": _trade,
+    "5": _replaced,
+    "4": _cancelled,
+    "C": _expired,
+    "8": _rejected,
+    "I": _order_status,
+}
 
 
 def _generation(cl: str) -> int:
